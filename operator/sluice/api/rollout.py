@@ -1,0 +1,293 @@
+"""The Rollout API (`sluice.dev/v1alpha1`): the single source of the CRD schema.
+
+Every field carries a description: `make crds` copies them into the CRD, where
+`kubectl explain rollout.spec...` shows them. Python names are snake_case; the
+wire names are camelCase (the aliases).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from sluice.api.duration import parse_duration
+
+GROUP = "sluice.dev"
+VERSION = "v1alpha1"
+ACTION_ANNOTATION = f"{GROUP}/action"
+ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume")
+
+Phase = Literal["Progressing", "Paused", "Healthy", "Degraded"]
+ConditionType = Literal["Progressing", "Paused", "Completed", "Healthy", "Degraded", "InvalidSpec"]
+
+
+class Model(BaseModel):
+    """Base: camelCase on the wire, unknown fields refused (the CRD prunes them anyway)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+# ---------------------------------------------------------------- spec: steps
+
+
+class Pause(Model):
+    """Hold the rollout at the current weight."""
+
+    duration: int | str | None = Field(
+        default=None,
+        description=(
+            "How long to hold: seconds as an integer, or a string such as 30s, 5m, 1h. "
+            "Omitted: hold until promoted (annotation sluice.dev/action=promote)."
+        ),
+        json_schema_extra={"x-kubernetes-int-or-string": True},
+    )
+
+    @field_validator("duration")
+    @classmethod
+    def _duration_parses(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    def seconds(self) -> float | None:
+        return None if self.duration is None else parse_duration(self.duration)
+
+
+class CanaryStep(Model):
+    """One stage of the canary. Exactly one of the step kinds is set."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["setWeight"]}, {"required": ["pause"]}]}
+    )
+
+    set_weight: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description=(
+            "Percentage of traffic for the canary (0-100). Without a traffic router it is "
+            "the share of replicas: the canary gets ceil(replicas*weight/100) pods."
+        ),
+    )
+    pause: Pause | None = Field(
+        default=None,
+        description="Hold here for a duration, or until promoted when no duration is given.",
+    )
+
+    def kind(self) -> str:
+        return "setWeight" if self.set_weight is not None else "pause"
+
+
+class CanaryStrategy(Model):
+    """Progressive canary: the new version runs beside the stable one, stage by stage."""
+
+    steps: list[CanaryStep] = Field(
+        default_factory=list,
+        description=(
+            "The stages, in order. After the last one the canary is promoted to stable. "
+            "Weights may not go down from one setWeight step to a later one."
+        ),
+    )
+    scale_down_delay_seconds: int = Field(
+        default=30,
+        ge=0,
+        description=(
+            "How long the previous version stays at full scale after a promotion or an "
+            "abort before it is scaled to zero, so that a revert is instant. Defaults to 30."
+        ),
+    )
+
+
+class Strategy(Model):
+    """How a new template is rolled out."""
+
+    canary: CanaryStrategy = Field(
+        default_factory=CanaryStrategy, description="The canary strategy."
+    )
+
+
+# ---------------------------------------------------------------- spec
+
+
+class LabelSelectorRequirement(Model):
+    """A set-based selector term."""
+
+    key: str = Field(description="The label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="In, NotIn, Exists or DoesNotExist."
+    )
+    values: list[str] | None = Field(
+        default=None, description="Values for In and NotIn; empty for Exists and DoesNotExist."
+    )
+
+
+class LabelSelector(Model):
+    """Which pods belong to this Rollout. Must match the template's labels."""
+
+    match_labels: dict[str, str] | None = Field(
+        default=None, description="Labels a pod must carry, all of them."
+    )
+    match_expressions: list[LabelSelectorRequirement] | None = Field(
+        default=None, description="Set-based requirements, all of which must hold."
+    )
+
+
+class RolloutSpec(Model):
+    """What the user wants: the workload and how to roll out a new version of it."""
+
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        description="Desired number of pods of the stable version. Defaults to 1. "
+        "Also the target of the scale subresource (kubectl scale, HPA).",
+    )
+    selector: LabelSelector = Field(
+        description="Label selector of the pods. Must match the template's labels."
+    )
+    template: dict[str, Any] = Field(
+        description=(
+            "The pod template (as in a Deployment). A change of it starts a rollout; "
+            "setting it back to the stable one in the middle reverts at once."
+        ),
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+    )
+    strategy: Strategy = Field(
+        default_factory=Strategy, description="How a new template is rolled out."
+    )
+    progress_deadline_seconds: int = Field(
+        default=600,
+        ge=1,
+        description=(
+            "How long a step may wait for the canary to become available before the "
+            "rollout is aborted (reason ProgressDeadlineExceeded). Defaults to 600."
+        ),
+    )
+    paused: bool = Field(
+        default=False,
+        description="Pause the rollout where it is (weights stay). Defaults to false.",
+    )
+    revision_history_limit: int = Field(
+        default=10,
+        ge=0,
+        description="Old ReplicaSets kept by each child Deployment. Defaults to 10.",
+    )
+
+    @field_validator("template")
+    @classmethod
+    def _template_has_containers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        containers = (value.get("spec") or {}).get("containers")
+        if not isinstance(containers, list) or not containers:
+            raise ValueError("spec.template.spec.containers: at least one container is required")
+        return value
+
+
+# ---------------------------------------------------------------- status
+
+
+class Condition(Model):
+    """A standard condition, readable by `kubectl wait --for=condition=TYPE`."""
+
+    type: ConditionType = Field(description="The condition type.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="One CamelCase word for machines.")
+    message: str = Field(default="", description="What happened, for humans.")
+    last_transition_time: str | None = Field(
+        default=None, description="When the status last changed (RFC 3339)."
+    )
+
+
+class AbortInfo(Model):
+    """Why and when the current canary was aborted."""
+
+    reason: str = Field(description="CamelCase reason, e.g. UserAbort, ProgressDeadlineExceeded.")
+    message: str = Field(default="", description="What triggered the abort.")
+    time: str = Field(description="When it was aborted (RFC 3339).")
+    revision: str = Field(description="The canary revision that was aborted.")
+
+
+class SlotStatus(Model):
+    """One of the two child Deployments (slots a and b take turns being stable)."""
+
+    slot: Literal["a", "b"] = Field(description="Slot name; the Deployment is <rollout>-<slot>.")
+    revision: str = Field(default="", description="Template hash of the version in the slot.")
+    replicas: int = Field(default=0, description="Replicas asked of the Deployment.")
+    ready_replicas: int = Field(default=0, description="Ready pods of that revision.")
+
+
+class PreviousStatus(Model):
+    """The version replaced by the last promotion, kept warm for an instant revert."""
+
+    slot: Literal["a", "b"] = Field(description="Slot that holds it.")
+    revision: str = Field(description="Its template hash.")
+    scale_down_at: str = Field(description="When it will be scaled to zero (RFC 3339).")
+
+
+class RolloutStatus(Model):
+    """What Sluice observed and decided. All operator state lives here."""
+
+    # A status written by a newer Sluice may carry fields this one does not know.
+    model_config = ConfigDict(extra="ignore")
+
+    phase: Phase | None = Field(
+        default=None, description="Progressing, Paused, Healthy or Degraded."
+    )
+    message: str = Field(default="", description="A human summary of the current state.")
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this status was computed from."
+    )
+    current_step_index: int | None = Field(
+        default=None, description="Index of the step being executed; absent when no canary runs."
+    )
+    canary_weight: int = Field(
+        default=0, description="Share of traffic (percent) reaching the canary now."
+    )
+    stable_revision: str = Field(default="", description="Template hash of the stable version.")
+    canary_revision: str = Field(
+        default="", description="Template hash of the canary; empty when no rollout runs."
+    )
+    stable_slot: Literal["a", "b"] | None = Field(
+        default=None, description="Slot holding the stable version."
+    )
+    stable: SlotStatus | None = Field(default=None, description="The stable slot.")
+    canary: SlotStatus | None = Field(default=None, description="The canary slot.")
+    previous: PreviousStatus | None = Field(
+        default=None, description="The previous stable version, warm until scaleDownAt."
+    )
+    replicas: int = Field(default=0, description="Pods of all slots (scale subresource).")
+    ready_replicas: int = Field(default=0, description="Ready pods of all slots.")
+    selector: str = Field(default="", description="Label selector as a string (scale subresource).")
+    abort: AbortInfo | None = Field(default=None, description="Set while the canary is aborted.")
+    pause_start_time: str | None = Field(
+        default=None, description="When the current pause (step or user) began (RFC 3339)."
+    )
+    user_paused: bool = Field(
+        default=False, description="Paused by the action annotation (resume lifts it)."
+    )
+    step_start_time: str | None = Field(
+        default=None,
+        description="When the current step began or last made progress; "
+        "the progress deadline counts from here.",
+    )
+    consumed_action: str | None = Field(
+        default=None,
+        description="The action annotation applied last, until it is removed from the object.",
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Standard conditions.")
+
+
+class Rollout(Model):
+    """A progressive canary delivery of a pod template."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: Literal["sluice.dev/v1alpha1"] = Field(
+        default="sluice.dev/v1alpha1", description="sluice.dev/v1alpha1"
+    )
+    kind: Literal["Rollout"] = Field(default="Rollout", description="Rollout")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
+    spec: RolloutSpec = Field(description="The desired workload and rollout strategy.")
+    status: RolloutStatus | None = Field(default=None, description="Observed state.")

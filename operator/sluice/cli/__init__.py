@@ -1,0 +1,1 @@
+"""Command lines: `sluice` (the operator and tools) and `kubectl-sluice` (a kubectl plugin)."""

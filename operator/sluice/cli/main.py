@@ -1,0 +1,155 @@
+"""`sluice run` starts the operator; `sluice promote|abort|...` steer a Rollout; `sluice crds`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from sluice import __version__, logs
+from sluice.api.rollout import ACTION_ANNOTATION, ACTIONS, GROUP, VERSION
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from sluice import handlers
+
+    logs.configure(args.log_level, json=args.log_json)
+    handlers.OPTIONS.namespaces = list(args.namespace or [])
+    handlers.OPTIONS.host = args.host
+    handlers.OPTIONS.port = args.port
+    handlers.OPTIONS.workers = args.workers
+    handlers.OPTIONS.api_limit = args.api_limit
+    handlers.OPTIONS.kubeconfig = args.kubeconfig
+    if args.kubeconfig:
+        import os
+
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    registry = kopf.get_default_registry()
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or [],
+        )
+    )
+    return 0
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from sluice.api.crd import all_crds, render
+
+    sys.stdout.write("---\n".join(render(crd) for crd in all_crds().values()))
+    return 0
+
+
+def _act(args: argparse.Namespace) -> int:
+    import kubernetes
+
+    from sluice.cluster.kube import load_config
+
+    api = kubernetes.client.CustomObjectsApi(load_config(args.kubeconfig))
+    namespace = args.namespace or _current_namespace()
+    patch = {"metadata": {"annotations": {ACTION_ANNOTATION: args.action}}}
+    api.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "rollouts",
+        args.name,
+        patch,
+        _content_type="application/merge-patch+json",
+    )
+    print(f"rollout {namespace}/{args.name}: {args.action} requested")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import kubernetes
+
+    from sluice.cluster.kube import load_config
+
+    api = kubernetes.client.CustomObjectsApi(load_config(args.kubeconfig))
+    namespace = args.namespace or _current_namespace()
+    body = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "rollouts", args.name)
+    status = body.get("status") or {}
+    print(f"Rollout {namespace}/{args.name}")
+    for field in (
+        "phase",
+        "message",
+        "currentStepIndex",
+        "canaryWeight",
+        "stableRevision",
+        "canaryRevision",
+        "readyReplicas",
+    ):
+        print(f"  {field:17} {status.get(field, '')}")
+    for cond in status.get("conditions", []):
+        reason, message = cond.get("reason", ""), cond.get("message", "")
+        print(f"  {cond['type']:17} {cond['status']:5} {reason} {message}")
+    return 0
+
+
+def _current_namespace() -> str:
+    import kubernetes
+
+    try:
+        _, active = kubernetes.config.list_kube_config_contexts()
+        return str(active["context"].get("namespace") or "default")
+    except Exception:
+        return "default"
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="sluice", description="Progressive canary delivery.")
+    top.add_argument("--version", action="version", version=f"sluice {__version__}")
+    top.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster or KUBECONFIG)"
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    run.add_argument("--host", default="0.0.0.0", help="address for /healthz, /readyz, /metrics")
+    run.add_argument("--port", type=int, default=8080, help="port for /healthz, /readyz, /metrics")
+    run.add_argument("--workers", type=int, default=8, help="Rollouts reconciled at once")
+    run.add_argument("--api-limit", type=int, default=8, help="Kubernetes API calls in flight")
+    run.add_argument("--log-level", default="INFO")
+    run.add_argument(
+        "--log-json",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="JSON logs (default: when stderr is not a terminal)",
+    )
+    run.set_defaults(func=_run)
+
+    crds = sub.add_parser("crds", help="print the CustomResourceDefinitions")
+    crds.set_defaults(func=_crds)
+
+    for action in ACTIONS:
+        act = sub.add_parser(action, help=f"{action} a Rollout (sets {ACTION_ANNOTATION})")
+        act.add_argument("name")
+        act.add_argument("-n", "--namespace")
+        act.set_defaults(func=_act, action=action)
+
+    status = sub.add_parser("status", help="show a Rollout's phase, step and conditions")
+    status.add_argument("name")
+    status.add_argument("-n", "--namespace")
+    status.set_defaults(func=_status)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Manifests of the child objects. Pure: the Rollout body in, dicts out."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from sluice.api.rollout import RolloutSpec
+from sluice.cluster import labels as L
+from sluice.engine.types import Slot
+
+Body = dict[str, Any]
+
+
+def owner_reference(rollout: Body) -> Body:
+    meta = rollout["metadata"]
+    return {
+        "apiVersion": rollout.get("apiVersion", "sluice.dev/v1alpha1"),
+        "kind": "Rollout",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def deployment_name(rollout_name: str, slot: Slot) -> str:
+    return f"{rollout_name}-{slot}"
+
+
+def deployment(
+    rollout: Body,
+    spec: RolloutSpec,
+    slot: Slot,
+    revision: str,
+    replicas: int,
+    template_generation: int,
+) -> Body:
+    """The slot's Deployment running `spec.template` at `revision`."""
+    name = rollout["metadata"]["name"]
+    own = {L.ROLLOUT: name, L.SLOT: slot}
+    template = copy.deepcopy(spec.template)
+    meta = template.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), **own, L.REVISION: revision}
+    selector: Body = {"matchLabels": {**(spec.selector.match_labels or {}), **own}}
+    if spec.selector.match_expressions:
+        selector["matchExpressions"] = [
+            e.model_dump(by_alias=True, exclude_none=True) for e in spec.selector.match_expressions
+        ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(name, slot),
+            "namespace": rollout["metadata"]["namespace"],
+            "labels": {**(meta.get("labels") or {}), L.REVISION: revision},
+            "annotations": {L.REVISION: revision, L.TEMPLATE_GENERATION: str(template_generation)},
+            "ownerReferences": [owner_reference(rollout)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": selector,
+            "template": template,
+            "revisionHistoryLimit": spec.revision_history_limit,
+        },
+    }
+
+
+def service_ports(spec: RolloutSpec) -> list[Body]:
+    """Service ports from the template's container ports (named when the container names them)."""
+    ports: list[Body] = []
+    for container in (spec.template.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if "containerPort" not in port:
+                continue
+            entry: Body = {
+                "port": port["containerPort"],
+                "targetPort": port.get("name") or port["containerPort"],
+                "protocol": port.get("protocol", "TCP"),
+            }
+            entry["name"] = port.get("name") or f"p{port['containerPort']}"
+            ports.append(entry)
+    return ports
+
+
+def service(rollout: Body, spec: RolloutSpec, name: str, role: str, slot: Slot | None) -> Body:
+    """A Service of one role; `slot` None selects the pods of both slots."""
+    selector = {**(spec.selector.match_labels or {}), L.ROLLOUT: rollout["metadata"]["name"]}
+    if slot is not None:
+        selector[L.SLOT] = slot
+    ports = service_ports(spec)
+    body_spec: Body = {"selector": selector, "ports": ports}
+    if not ports:
+        body_spec["clusterIP"] = "None"  # headless: a Service with no ports must be
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": rollout["metadata"]["namespace"],
+            "labels": {L.ROLLOUT: rollout["metadata"]["name"], L.ROLE: role},
+            "ownerReferences": [owner_reference(rollout)],
+        },
+        "spec": body_spec,
+    }

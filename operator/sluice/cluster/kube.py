@@ -1,0 +1,165 @@
+"""Kubernetes reads and writes, with a hard cap on the API calls in flight.
+
+The official client is synchronous; its calls run in a small thread pool whose
+size is also the HTTP connection pool's, so a slow API server makes Sluice queue
+work instead of opening connection after connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from sluice.api.rollout import GROUP, VERSION
+
+T = TypeVar("T")
+Body = dict[str, Any]
+
+
+def load_config(kubeconfig: str | None = None, pool: int = 8) -> kubernetes.client.ApiClient:
+    config = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=config)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)
+    config.connection_pool_maxsize = pool
+    return kubernetes.client.ApiClient(config)
+
+
+class Kube:
+    """Async facade over the sync client: at most `limit` calls in flight."""
+
+    def __init__(self, client: kubernetes.client.ApiClient, limit: int = 8) -> None:
+        self.client = client
+        self.limit = limit
+        self.pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="kube")
+        self.apps = kubernetes.client.AppsV1Api(client)
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+        self.in_flight = 0
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        self.in_flight += 1
+        try:
+            return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+        finally:
+            self.in_flight -= 1
+
+    async def raw(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Body:
+        """Call a typed client method but get plain JSON back (no model objects)."""
+        response = await self.call(fn, *args, _preload_content=False, **kwargs)
+        return json.loads(response.data)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ rollouts
+
+    async def replace_rollout_status(self, body: Body) -> Body:
+        meta = body["metadata"]
+        return await self.call(
+            self.custom.replace_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            meta["namespace"],
+            "rollouts",
+            meta["name"],
+            body,
+        )
+
+    async def remove_action(self, namespace: str, name: str, action: str) -> Body | None:
+        """Remove the action annotation only if it still holds the value we consumed."""
+        path = "/metadata/annotations/" + f"{GROUP}/action".replace("/", "~1")
+        patch = [{"op": "test", "path": path, "value": action}, {"op": "remove", "path": path}]
+        try:
+            return await self.call(
+                self.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                "rollouts",
+                name,
+                patch,
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409, 422):  # gone, or the annotation changed meanwhile
+                return None
+            raise
+
+    # ------------------------------------------------------------ children
+
+    async def list_children(self, kind: str, namespaces: list[str] | None) -> list[Body]:
+        api = self.apps if kind == "deployments" else self.core
+        selector = f"{GROUP}/rollout"
+        items: list[Body] = []
+        for ns in namespaces or [None]:  # type: ignore[list-item]
+            if ns is None:
+                fn = getattr(api, f"list_{_singular(kind)}_for_all_namespaces")
+                data = await self.raw(fn, label_selector=selector)
+            else:
+                fn = getattr(api, f"list_namespaced_{_singular(kind)}")
+                data = await self.raw(fn, ns, label_selector=selector)
+            kind_name = "Deployment" if kind == "deployments" else "Service"
+            for item in data.get("items", []):
+                item.setdefault("kind", kind_name)
+                items.append(item)
+        return items
+
+    async def create_deployment(self, body: Body) -> Body:
+        return await self.raw(
+            self.apps.create_namespaced_deployment, body["metadata"]["namespace"], body
+        )
+
+    async def patch_deployment(self, namespace: str, name: str, patch: Body | list[Body]) -> Body:
+        return await self.raw(
+            self.apps.patch_namespaced_deployment,
+            name,
+            namespace,
+            patch,
+            _content_type=_patch_type(patch),
+        )
+
+    async def create_service(self, body: Body) -> Body:
+        return await self.raw(
+            self.core.create_namespaced_service, body["metadata"]["namespace"], body
+        )
+
+    async def patch_service(self, namespace: str, name: str, patch: Body) -> Body:
+        return await self.raw(
+            self.core.patch_namespaced_service,
+            name,
+            namespace,
+            patch,
+            _content_type=_patch_type(patch),
+        )
+
+    async def get_service(self, namespace: str, name: str) -> Body | None:
+        try:
+            return await self.raw(self.core.read_namespaced_service, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create_event(self, namespace: str, body: Body) -> None:
+        await self.call(self.core.create_namespaced_event, namespace, body)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.client.close()
+
+
+def _singular(kind: str) -> str:
+    return {"deployments": "deployment", "services": "service"}[kind]
+
+
+def _patch_type(patch: Body | list[Body]) -> str:
+    """A list is a JSON patch; a dict a JSON merge patch (the client would guess wrong)."""
+    return (
+        "application/json-patch+json" if isinstance(patch, list) else "application/merge-patch+json"
+    )

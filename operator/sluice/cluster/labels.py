@@ -1,0 +1,10 @@
+"""Labels and annotations Sluice puts on the objects it owns."""
+
+from sluice.api.rollout import GROUP
+
+ROLLOUT = f"{GROUP}/rollout"  # on every child: the owning Rollout's name
+SLOT = f"{GROUP}/slot"  # a | b
+REVISION = f"{GROUP}/revision"  # template hash, on Deployments and their pods
+TEMPLATE_GENERATION = f"{GROUP}/template-generation"  # Deployment generation of that template
+ROLE = f"{GROUP}/role"  # on Services: root | stable | canary
+TRAFFIC = f"{GROUP}/traffic"  # on the root Service: the TrafficTarget last applied

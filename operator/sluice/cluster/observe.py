@@ -1,0 +1,40 @@
+"""From cached child bodies to what the engine reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sluice.cluster import labels as L
+from sluice.engine.types import SLOTS, Observed, Slot, SlotObserved, TrafficTarget
+
+Body = dict[str, Any]
+
+
+def slot_observed(body: Body | None) -> SlotObserved:
+    """Ready pods of the Deployment's current template, counted conservatively.
+
+    Until the Deployment controller has seen the template Sluice wrote, nothing
+    counts as Ready; during its rolling update, old pods are assumed Ready and
+    subtracted, so `ready` never overstates the new revision.
+    """
+    if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+        return SlotObserved()
+    meta, spec, status = body["metadata"], body.get("spec", {}), body.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    revision = annotations.get(L.REVISION, "")
+    wanted_generation = int(annotations.get(L.TEMPLATE_GENERATION, "0") or 0)
+    pods = int(status.get("replicas", 0) or 0)
+    if int(status.get("observedGeneration", 0) or 0) < wanted_generation:
+        ready = 0
+    else:
+        updated = int(status.get("updatedReplicas", 0) or 0)
+        old = max(0, pods - updated)
+        ready = max(0, min(int(status.get("readyReplicas", 0) or 0) - old, updated))
+    return SlotObserved(True, revision, int(spec.get("replicas", 0) or 0), pods, ready)
+
+
+def observe(name: str, children: dict[str, Body], traffic: TrafficTarget | None) -> Observed:
+    slots: dict[Slot, SlotObserved] = {
+        slot: slot_observed(children.get(f"Deployment/{name}-{slot}")) for slot in SLOTS
+    }
+    return Observed(slots=slots, traffic=traffic)

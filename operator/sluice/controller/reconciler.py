@@ -1,0 +1,334 @@
+"""Observe from the cache, let the engine decide, apply, write status: one Rollout at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from sluice import logs
+from sluice import metrics as M
+from sluice.api.rollout import ACTION_ANNOTATION, RolloutSpec, RolloutStatus
+from sluice.cluster import children as C
+from sluice.cluster import labels as L
+from sluice.cluster.events import event_body
+from sluice.cluster.kube import Kube
+from sluice.cluster.observe import observe
+from sluice.controller.cache import Body, Cache, Key
+from sluice.controller.workqueue import WorkQueue
+from sluice.engine import (
+    Decision,
+    DeploySlot,
+    RemoveAction,
+    RolloutInput,
+    ScaleSlot,
+    SetTraffic,
+    decide,
+)
+from sluice.engine.validate import InvalidSpec, parse_spec
+from sluice.routers.base import RouteContext, TrafficRouter
+from sluice.routers.replicas import ReplicaRouter
+
+log = logs.get("sluice.reconciler")
+
+
+class Conflict(Exception):
+    """The cache was behind the API server; the watch brings the news, try again soon."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _status(body: Body) -> RolloutStatus:
+    try:
+        return RolloutStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        log.warning(
+            "status unreadable; starting from an empty one", rollout=body["metadata"]["name"]
+        )
+        return RolloutStatus()
+
+
+def _owned(body: Body, uid: str) -> bool:
+    return any(o.get("uid") == uid for o in body["metadata"].get("ownerReferences") or [])
+
+
+class Controller:
+    def __init__(
+        self,
+        kube: Kube,
+        workers: int = 8,
+        router: TrafficRouter | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.kube = kube
+        self.cache = Cache()
+        self.queue = WorkQueue()
+        self.router: TrafficRouter = router or ReplicaRouter(kube)
+        self.workers = workers
+        self.clock = clock
+        self.failures: dict[Key, int] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.started = False
+
+    # ------------------------------------------------------------ watch events
+
+    def rollout_event(self, kind: str | None, body: Body) -> None:
+        key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if kind == "DELETED":
+            self.cache.drop_rollout(key)
+            self.queue.forget(key)
+            self.failures.pop(key, None)
+            M.forget_rollout(*key)
+        elif self.cache.put_rollout(body):
+            self.queue.add(key)
+        M.ROLLOUTS.set(len(self.cache.rollouts))
+
+    def child_event(self, kind: str | None, body: Body) -> None:
+        key = self.cache.put_child(body, deleted=kind == "DELETED")
+        if key is not None and key in self.cache.rollouts:
+            self.queue.add(key)
+
+    # ------------------------------------------------------------ running
+
+    async def warm(self, namespaces: list[str] | None) -> None:
+        """Fill the children cache before the first decision, so none is taken blind."""
+        for kind in ("deployments", "services"):
+            for body in await self.kube.list_children(kind, namespaces):
+                self.cache.put_child(body)
+
+    def start(self) -> None:
+        self.tasks = [asyncio.create_task(self.queue.run_timers(), name="sluice-timers")]
+        self.tasks += [
+            asyncio.create_task(self._worker(), name=f"sluice-worker-{i}")
+            for i in range(self.workers)
+        ]
+        self.started = True
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.started = False
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            M.QUEUE_DEPTH.set(len(self.queue))
+            started = time.perf_counter()
+            try:
+                await self.reconcile(key)  # type: ignore[arg-type]
+                self.failures.pop(key, None)  # type: ignore[call-overload]
+                M.RECONCILES.labels("ok").inc()
+            except Conflict:
+                M.RECONCILES.labels("conflict").inc()
+                self.queue.add_after(key, 0.2)
+            except Exception as exc:
+                M.RECONCILES.labels("error").inc()
+                count = self.failures.get(key, 0) + 1  # type: ignore[call-overload]
+                self.failures[key] = count  # type: ignore[index]
+                delay = min(0.5 * 2**count, 60.0)
+                if isinstance(exc, ApiException):
+                    exc = RuntimeError(f"{exc.status} {exc.reason}: {_api_message(exc)}")
+                log.warning(
+                    "reconcile failed; retrying",
+                    namespace=key[0],
+                    rollout=key[1],  # type: ignore[index]
+                    error=str(exc)[:500],
+                    retry_in=delay,
+                )
+                self.queue.add_after(key, delay)
+            finally:
+                M.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+                M.SCHEDULED.set(self.queue.scheduled)
+                self.queue.done(key)
+
+    # ------------------------------------------------------------ one Rollout
+
+    async def reconcile(self, key: Key) -> Decision | None:
+        body = self.cache.rollouts.get(key)
+        if body is None:
+            return None
+        meta = body["metadata"]
+        uid = meta["uid"]
+        bucket = {k: v for k, v in self.cache.children.get(key, {}).items() if _owned(v, uid)}
+        spec: RolloutSpec | None
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except InvalidSpec:
+            spec = None  # the engine says why; nothing is touched
+        ctx = RouteContext(body, spec, bucket) if spec else None
+        traffic = self.router.observe(ctx) if ctx else None
+        status = _status(body)
+        action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
+        inp = RolloutInput(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            generation=int(meta.get("generation", 0)),
+            spec=body.get("spec") or {},
+            status=status,
+            action=action,
+        )
+        now = self.clock()
+        decision = decide(inp, observe(meta["name"], bucket, traffic), now)
+        bound = log.bind(
+            namespace=key[0],
+            rollout=key[1],
+            step=decision.status.current_step_index,
+            revision=decision.status.canary_revision or decision.status.stable_revision,
+        )
+        for act in decision.actions:
+            if ctx is None or isinstance(act, RemoveAction):
+                continue
+            bound.info("apply", action=type(act).__name__, **_fields(act))
+            await self._apply(key, ctx, act)
+        if decision.status_changed:
+            await self._write_status(key, body, decision.status)
+        if action is not None and any(isinstance(a, RemoveAction) for a in decision.actions):
+            removed = await self.kube.remove_action(meta["namespace"], meta["name"], action)
+            M.API_CALLS.labels("remove_action").inc()
+            if removed is not None:
+                self.cache.put_rollout(removed)
+                self.queue.add(key)  # clears status.consumedAction
+        for note in decision.events:
+            bound.info(note.message, reason=note.reason, type=note.type)
+            M.EVENTS.labels(key[0], key[1], note.reason).inc()
+            await self._post_event(body, note, now)
+        st = decision.status
+        M.set_rollout(key[0], key[1], st.phase, st.canary_weight, st.current_step_index)
+        if decision.requeue_after is not None:
+            self.queue.add_after(key, decision.requeue_after)
+        return decision
+
+    async def _apply(self, key: Key, ctx: RouteContext, act: Any) -> None:
+        name, namespace = ctx.name, ctx.namespace
+        try:
+            if isinstance(act, DeploySlot):
+                await self._deploy(key, ctx, act)
+            elif isinstance(act, ScaleSlot):
+                M.API_CALLS.labels("scale").inc()
+                body = await self.kube.patch_deployment(
+                    namespace,
+                    C.deployment_name(name, act.slot),
+                    {"spec": {"replicas": act.replicas}},
+                )
+                self.cache.put_child(body)
+            elif isinstance(act, SetTraffic):
+                M.API_CALLS.labels("traffic").inc()
+                for written in await self.router.apply(ctx, act.target):
+                    written.setdefault("kind", "Service")
+                    self.cache.put_child(written)
+        except ApiException as exc:
+            if exc.status in (404, 409, 422):
+                raise Conflict(str(exc.reason)) from exc
+            raise
+
+    async def _deploy(self, key: Key, ctx: RouteContext, act: DeploySlot) -> None:
+        assert ctx.spec is not None
+        name = C.deployment_name(ctx.name, act.slot)
+        current = ctx.children.get(f"Deployment/{name}")
+        if current is None:
+            M.API_CALLS.labels("create").inc()
+            manifest = C.deployment(ctx.rollout, ctx.spec, act.slot, act.revision, act.replicas, 1)
+            body = await self.kube.create_deployment(manifest)
+        else:
+            generation = int(current["metadata"].get("generation", 1))
+            manifest = C.deployment(
+                ctx.rollout, ctx.spec, act.slot, act.revision, act.replicas, generation + 1
+            )
+            annotations = manifest["metadata"]["annotations"]
+            M.API_CALLS.labels("deploy").inc()
+            body = await self.kube.patch_deployment(
+                ctx.namespace,
+                name,
+                [
+                    # The generation test makes the template-generation annotation exact.
+                    {"op": "test", "path": "/metadata/generation", "value": generation},
+                    {
+                        "op": "replace",
+                        "path": "/spec/template",
+                        "value": manifest["spec"]["template"],
+                    },
+                    {"op": "replace", "path": "/spec/replicas", "value": act.replicas},
+                    {"op": "add", "path": _ann(L.REVISION), "value": annotations[L.REVISION]},
+                    {
+                        "op": "add",
+                        "path": _ann(L.TEMPLATE_GENERATION),
+                        "value": annotations[L.TEMPLATE_GENERATION],
+                    },
+                ],
+            )
+        body.setdefault("kind", "Deployment")
+        self.cache.put_child(body)
+
+    async def _write_status(self, key: Key, body: Body, status: RolloutStatus) -> None:
+        meta = body["metadata"]
+        payload = {
+            "apiVersion": body.get("apiVersion"),
+            "kind": "Rollout",
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "spec": body.get("spec"),
+            "status": wire_status(status),
+        }
+        M.API_CALLS.labels("status").inc()
+        try:
+            written = await self.kube.replace_rollout_status(payload)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                raise Conflict("rollout changed while reconciling") from exc
+            raise
+        self.cache.put_rollout(written)
+
+    async def _post_event(self, body: Body, note: Any, now: datetime) -> None:
+        try:
+            M.API_CALLS.labels("event").inc()
+            await self.kube.create_event(body["metadata"]["namespace"], event_body(body, note, now))
+        except ApiException as exc:  # an Event lost is not worth a retry of the transition
+            log.warning("event not posted", reason=note.reason, error=str(exc.reason))
+
+
+def wire_status(status: RolloutStatus) -> Body:
+    """Status as JSON, without None and empty strings (some API servers store "" as null)."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if v is not None and v != ""}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(status.model_dump(by_alias=True))  # type: ignore[no-any-return]
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.body)[:300]
+
+
+def _ann(key: str) -> str:
+    return "/metadata/annotations/" + key.replace("/", "~1")
+
+
+def _fields(act: Any) -> dict[str, Any]:
+    fields = dict(getattr(act, "__dict__", {}))
+    if "target" in fields:
+        target = fields.pop("target")
+        fields.update(
+            stable_slot=target.stable_slot,
+            canary_slot=target.canary_slot,
+            canary_weight=target.canary_weight,
+        )
+    return fields

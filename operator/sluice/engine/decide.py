@@ -1,0 +1,549 @@
+"""The decision core: from (Rollout, observed children, now) to actions and a new status.
+
+Pure: no client, no clock, no logging. The handler observes the cluster, calls
+`decide`, applies the actions, writes the status it returns and comes back after
+`requeue_after` seconds (or when a watched object changes).
+
+Two child Deployments, slots `a` and `b`, take turns: the canary goes into the
+slot the stable does not hold, and promotion makes it the stable slot without
+re-rolling a pod (ping-pong). The previous stable stays warm for
+`scaleDownDelaySeconds`, so that setting the template back is instant.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sluice.api.rollout import (
+    AbortInfo,
+    Condition,
+    PreviousStatus,
+    RolloutSpec,
+    RolloutStatus,
+    SlotStatus,
+)
+from sluice.engine import replicas as rep
+from sluice.engine.hashing import template_hash
+from sluice.engine.timefmt import fmt, fmt_seconds, parse, since
+from sluice.engine.types import (
+    SLOTS,
+    Action,
+    Decision,
+    DeploySlot,
+    EventNote,
+    Observed,
+    RemoveAction,
+    RolloutInput,
+    ScaleSlot,
+    SetTraffic,
+    Slot,
+    TrafficTarget,
+    other,
+)
+from sluice.engine.validate import InvalidSpec, check_action, parse_spec, selector_string
+
+CONDITION_TYPES = ("Progressing", "Paused", "Completed", "Healthy", "Degraded", "InvalidSpec")
+
+
+def decide(inp: RolloutInput, observed: Observed, now: datetime) -> Decision:
+    return _Decider(inp, observed, now).run()
+
+
+def describe_step(spec: RolloutSpec, index: int) -> str:
+    steps = spec.strategy.canary.steps
+    if index >= len(steps):
+        return f"step {index}/{len(steps)}: promoting to stable"
+    step = steps[index]
+    if step.set_weight is not None:
+        what = f"setWeight {step.set_weight}"
+    elif step.pause is not None and step.pause.duration is not None:
+        what = f"pause {step.pause.duration}"
+    else:
+        what = "pause until promoted"
+    return f"step {index}/{len(steps)}: {what}"
+
+
+class _Decider:
+    def __init__(self, inp: RolloutInput, observed: Observed, now: datetime) -> None:
+        self.inp = inp
+        self.obs = observed
+        self.now = now
+        self.old = inp.status
+        self.s: dict[str, Any] = inp.status.model_dump()
+        self.events: list[EventNote] = []
+        self.actions: list[Action] = []
+        self.targets: dict[Slot, tuple[int, bool]] = {}  # slot -> (replicas, deploy template)
+        self.due: list[float] = []
+        self.invalid: str | None = None
+        self.deadline_exceeded = False
+
+    # ------------------------------------------------------------ entry
+
+    def run(self) -> Decision:
+        try:
+            check_action(self.inp.action)
+            spec = parse_spec(self.inp.spec)
+        except InvalidSpec as exc:
+            return self._invalid(str(exc))
+        self.spec = spec
+        self.replicas = spec.replicas
+        self.revision = template_hash(spec.template)
+        self.s["observed_generation"] = self.inp.generation
+        self.s["selector"] = selector_string(spec.selector)
+
+        action = self._take_action()
+        if not self.s["stable_revision"]:
+            self._first_or_adopt()
+        self._follow_template()
+        if action:
+            self._apply_action(action)
+
+        if self.s["canary_revision"]:
+            if self.s["abort"]:
+                self._aborted()
+            else:
+                self._steps()
+        else:
+            self._steady()
+        self._previous()
+        return self._finish()
+
+    # ------------------------------------------------------------ helpers
+
+    @property
+    def stable_slot(self) -> Slot:
+        slot: Slot = self.s["stable_slot"] or "a"
+        return slot
+
+    @property
+    def canary_slot(self) -> Slot:
+        return other(self.stable_slot)
+
+    def _ready(self, slot: Slot, revision: str) -> int:
+        seen = self.obs.slots[slot]
+        return seen.ready if seen.exists and seen.revision == revision else 0
+
+    def _event(self, reason: str, message: str, warning: bool = False) -> None:
+        self.events.append(EventNote(reason, message, "Warning" if warning else "Normal"))
+
+    def _due_in(self, seconds: float) -> None:
+        self.due.append(max(seconds, 0.0))
+
+    def _step_count(self) -> int:
+        return len(self.spec.strategy.canary.steps)
+
+    def _clear_canary(self) -> None:
+        self.s.update(
+            canary_revision="",
+            current_step_index=None,
+            canary_weight=0,
+            abort=None,
+            pause_start_time=None,
+            step_start_time=None,
+        )
+
+    # ------------------------------------------------------------ actions (annotation)
+
+    def _take_action(self) -> str | None:
+        action = self.inp.action
+        if action is None:
+            self.s["consumed_action"] = None
+            return None
+        self.actions.append(RemoveAction())
+        if self.s["consumed_action"] == action:
+            return None  # applied before a restart; only the annotation's removal is left
+        self.s["consumed_action"] = action
+        return action
+
+    def _apply_action(self, action: str) -> None:
+        s = self.s
+        running = bool(s["canary_revision"])
+        if action == "pause":
+            s["user_paused"] = True
+            self._event("Paused", "paused by the sluice.dev/action annotation")
+        elif action == "resume":
+            s["user_paused"] = False
+            s["step_start_time"] = fmt(self.now) if running else s["step_start_time"]
+            note = "; spec.paused still holds it" if self.spec.paused else ""
+            self._event("Resumed", f"resumed by the sluice.dev/action annotation{note}")
+        elif action == "abort":
+            if running and not s["abort"]:
+                self._abort("UserAbort", "aborted by the sluice.dev/action annotation")
+            else:
+                self._event("ActionIgnored", "abort: no canary is in progress", warning=True)
+        elif action == "retry":
+            if running and s["abort"]:
+                s.update(abort=None, current_step_index=0, canary_weight=0, pause_start_time=None)
+                s["step_start_time"] = fmt(self.now)
+                self._event("Retried", f"retrying canary {s['canary_revision']} from step 0")
+            else:
+                self._event("ActionIgnored", "retry: nothing was aborted", warning=True)
+        elif not running or s["abort"]:
+            why = "the canary is aborted; use retry" if s["abort"] else "no canary is in progress"
+            self._event("ActionIgnored", f"{action}: {why}", warning=True)
+        else:  # promote, promote-full
+            index = s["current_step_index"] or 0
+            target = self._step_count() if action == "promote-full" else index + 1
+            target = min(target, self._step_count())
+            s.update(current_step_index=target, pause_start_time=None, user_paused=False)
+            s["step_start_time"] = fmt(self.now)
+            self._event("Promoted", f"{action} by annotation: {describe_step(self.spec, target)}")
+
+    # ------------------------------------------------------------ which version is where
+
+    def _first_or_adopt(self) -> None:
+        """No stable yet: adopt a slot that already runs (status lost), else deploy directly."""
+        seen = {slot: self.obs.slots[slot] for slot in SLOTS if self.obs.slots[slot].exists}
+        same = [slot for slot, o in seen.items() if o.revision == self.revision]
+        running = sorted((o.ready, slot) for slot, o in seen.items() if o.revision and o.replicas)
+        if same:
+            slot, revision = same[0], self.revision
+        elif running:
+            slot = running[-1][1]
+            revision = seen[slot].revision
+        else:
+            slot, revision = "a", self.revision
+            self._event(
+                "Deployed",
+                f"first revision {revision} becomes stable directly: there is nothing to "
+                "compare a canary with",
+            )
+            self.s["step_start_time"] = fmt(self.now)
+        self.s.update(stable_slot=slot, stable_revision=revision)
+
+    def _follow_template(self) -> None:
+        s, revision = self.s, self.revision
+        previous = s["previous"]
+        if revision == s["stable_revision"]:
+            if s["canary_revision"]:
+                if s["abort"]:
+                    self._event("AbortResolved", f"template set back to stable {revision}")
+                else:
+                    self._event(
+                        "Reverted",
+                        f"template set back to stable {revision} mid-rollout: traffic back to "
+                        f"stable at once, canary {s['canary_revision']} removed",
+                        warning=True,
+                    )
+                self._clear_canary()
+        elif (
+            previous
+            and revision == previous["revision"]
+            and self._ready(previous["slot"], revision) >= self.replicas
+        ):
+            self._rollback_to_previous()
+        elif revision != s["canary_revision"]:
+            self._start_canary()
+
+    def _start_canary(self) -> None:
+        s = self.s
+        if s["canary_revision"]:
+            self._event(
+                "CanaryReplaced",
+                f"new template {self.revision} replaces canary {s['canary_revision']}; "
+                "starting over at step 0",
+            )
+        else:
+            self._event(
+                "RolloutStarted",
+                f"canary {self.revision} beside stable {s['stable_revision']}: "
+                f"{self._step_count()} steps; {describe_step(self.spec, 0)}",
+            )
+        self._clear_canary()
+        s.update(canary_revision=self.revision, current_step_index=0)
+        s["step_start_time"] = fmt(self.now)
+        if s["previous"] and s["previous"]["slot"] == self.canary_slot:
+            s["previous"] = None  # the warm version's slot now holds the canary
+
+    def _rollback_to_previous(self) -> None:
+        s = self.s
+        back: Slot = s["previous"]["slot"]
+        left, left_revision = self.stable_slot, s["stable_revision"]
+        self._clear_canary()
+        s.update(stable_slot=back, stable_revision=self.revision)
+        s["previous"] = self._warm(left, left_revision)
+        self._event(
+            "RolledBack",
+            f"template set back to previous {self.revision}, still warm: traffic switched at "
+            f"once; {left_revision} kept warm for "
+            f"{self.spec.strategy.canary.scale_down_delay_seconds}s",
+            warning=True,
+        )
+
+    def _warm(self, slot: Slot, revision: str) -> dict[str, Any] | None:
+        delay = self.spec.strategy.canary.scale_down_delay_seconds
+        if delay <= 0:
+            return None
+        until = self.now + timedelta(seconds=delay)
+        return PreviousStatus(slot=slot, revision=revision, scale_down_at=fmt(until)).model_dump()
+
+    # ------------------------------------------------------------ states
+
+    def _abort(self, reason: str, message: str) -> None:
+        self.s["abort"] = AbortInfo(
+            reason=reason, message=message, time=fmt(self.now), revision=self.revision
+        ).model_dump()
+        self.s.update(canary_weight=0, pause_start_time=None)
+        self._event("Aborted", f"{reason}: {message}; traffic back to stable", warning=True)
+
+    def _aborted(self) -> None:
+        delay = self.spec.strategy.canary.scale_down_delay_seconds
+        left = delay - since(self.s["abort"]["time"], self.now)
+        self.targets[self.stable_slot] = (self.replicas, False)
+        if left > 0:
+            self.targets[self.canary_slot] = (self.obs.slots[self.canary_slot].replicas, False)
+            self._due_in(left)
+
+    def _steady(self) -> None:
+        stable_revision = self.s["stable_revision"]
+        self.targets[self.stable_slot] = (self.replicas, stable_revision == self.revision)
+        if self._ready(self.stable_slot, stable_revision) >= self.replicas:
+            self.s["step_start_time"] = None
+        elif self.s["step_start_time"]:
+            left = self.spec.progress_deadline_seconds - since(self.s["step_start_time"], self.now)
+            self.deadline_exceeded = left <= 0
+            if left > 0:
+                self._due_in(left)
+
+    def _previous(self) -> None:
+        previous = self.s["previous"]
+        if not previous:
+            return
+        left = (parse(previous["scale_down_at"]) - self.now).total_seconds()
+        if left <= 0 or previous["slot"] == self.stable_slot:
+            self.s["previous"] = None
+            self._event("ScaledDown", f"previous revision {previous['revision']} scaled to zero")
+        else:
+            self.targets[previous["slot"]] = (self.replicas, False)
+            self._due_in(left)
+
+    def _steps(self) -> None:
+        s, spec, replicas = self.s, self.spec, self.replicas
+        steps = spec.strategy.canary.steps
+        paused = spec.paused or s["user_paused"]
+        canary, stable = self.canary_slot, self.stable_slot
+        ready = self._ready(canary, self.revision)
+        index: int = s["current_step_index"] or 0
+        for _ in range(len(steps) + 2):
+            if index >= len(steps):
+                if ready >= replicas and not paused:
+                    self._promote()
+                    self._steady()
+                    return
+                self._wait_for_canary(replicas, ready, paused, index)
+                break
+            step = steps[index]
+            if step.set_weight is not None:
+                if ready < rep.canary_replicas(replicas, step.set_weight):
+                    self._wait_for_canary(
+                        rep.canary_replicas(replicas, step.set_weight), ready, paused, index
+                    )
+                    break
+                s["canary_weight"] = step.set_weight
+            elif step.pause is not None:
+                if not s["pause_start_time"]:
+                    s["pause_start_time"] = fmt(self.now)
+                seconds = step.pause.seconds()
+                if seconds is None:
+                    break
+                left = seconds - since(s["pause_start_time"], self.now)
+                if left > 0:
+                    if not paused:
+                        self._due_in(left)
+                    break
+            if paused:
+                break
+            index += 1
+            s.update(current_step_index=index, pause_start_time=None)
+            s["step_start_time"] = fmt(self.now)
+            self._event("StepReached", describe_step(spec, index))
+
+        goal = self._goal_weight(index)
+        want = replicas if index >= len(steps) else rep.canary_replicas(replicas, goal)
+        self.targets[canary] = (want, True)
+        self.targets[stable] = (rep.stable_target(replicas, min(goal, 100), ready), False)
+        if index >= len(steps):
+            last = self._goal_weight(index - 1) if steps else 0
+            self.targets[stable] = (rep.stable_target(replicas, last, ready), False)
+
+    def _goal_weight(self, index: int) -> int:
+        """The weight step `index` moves to (pauses hold the last one; promotion is 100)."""
+        steps = self.spec.strategy.canary.steps
+        if index >= len(steps):
+            return 100
+        weights = [s.set_weight for s in steps[: index + 1] if s.set_weight is not None]
+        return weights[-1] if weights else 0
+
+    def _wait_for_canary(self, want: int, ready: int, paused: bool, index: int) -> None:
+        if paused:
+            return
+        deadline = self.spec.progress_deadline_seconds
+        left = deadline - since(self.s["step_start_time"], self.now)
+        if left > 0:
+            self._due_in(left)
+            return
+        self._abort(
+            "ProgressDeadlineExceeded",
+            f"canary {self.revision} had {ready}/{want} pods ready after {deadline}s at "
+            f"{describe_step(self.spec, index)}",
+        )
+        self._aborted()
+
+    def _promote(self) -> None:
+        s = self.s
+        left, left_revision = self.stable_slot, s["stable_revision"]
+        steps = self._step_count()
+        s.update(stable_slot=self.canary_slot, stable_revision=self.revision)
+        s["previous"] = self._warm(left, left_revision)
+        self._clear_canary()
+        kept = (
+            f"; {left_revision} kept warm for {self.spec.strategy.canary.scale_down_delay_seconds}s"
+            if s["previous"]
+            else ""
+        )
+        self._event(
+            "Completed", f"canary {self.revision} promoted to stable after {steps} steps{kept}"
+        )
+
+    # ------------------------------------------------------------ output
+
+    def _traffic(self) -> TrafficTarget:
+        s = self.s
+        weight = s["canary_weight"] if s["canary_revision"] and not s["abort"] else 0
+        return TrafficTarget(
+            stable_slot=self.stable_slot,
+            canary_slot=self.canary_slot if weight > 0 else None,
+            canary_weight=weight,
+        )
+
+    def _plan_actions(self) -> None:
+        for slot in SLOTS:
+            seen = self.obs.slots[slot]
+            replicas, deploy = self.targets.get(slot, (0, False))
+            if deploy and (not seen.exists or seen.revision != self.revision):
+                self.actions.append(DeploySlot(slot, self.revision, replicas))
+            elif seen.exists and seen.replicas != replicas:
+                self.actions.append(ScaleSlot(slot, replicas))
+        traffic = self._traffic()
+        if self.obs.traffic != traffic:
+            self.actions.append(SetTraffic(traffic))
+
+    def _phase(self) -> tuple[str, str, str]:
+        """(phase, reason, message) for status and conditions."""
+        s, spec = self.s, self.spec
+        if s["abort"]:
+            abort = s["abort"]
+            return "Degraded", abort["reason"], f"aborted: {abort['message']}"
+        if s["canary_revision"]:
+            where = describe_step(spec, s["current_step_index"] or 0)
+            ready = self._ready(self.canary_slot, self.revision)
+            detail = f"{where}; canary {ready} ready, weight {s['canary_weight']}"
+            if spec.paused or s["user_paused"]:
+                by = "spec.paused" if spec.paused else "annotation"
+                return "Paused", "PausedByUser", f"paused by {by} at {detail}"
+            index = s["current_step_index"] or 0
+            steps = spec.strategy.canary.steps
+            if index < len(steps) and steps[index].pause is not None:
+                return "Paused", "PauseStep", detail
+            return "Progressing", "StepInProgress", detail
+        ready = self._ready(self.stable_slot, s["stable_revision"])
+        if ready >= self.replicas:
+            return (
+                "Healthy",
+                "Healthy",
+                f"stable {s['stable_revision']}: {ready}/{self.replicas} ready",
+            )
+        if self.deadline_exceeded:
+            return (
+                "Degraded",
+                "ProgressDeadlineExceeded",
+                f"stable {s['stable_revision']}: {ready}/{self.replicas} ready after "
+                f"{spec.progress_deadline_seconds}s",
+            )
+        return (
+            "Progressing",
+            "Scaling",
+            f"stable {s['stable_revision']}: {ready}/{self.replicas} ready",
+        )
+
+    def _slot_status(self, slot: Slot, revision: str) -> dict[str, Any]:
+        replicas = self.targets.get(slot, (0, False))[0]
+        return SlotStatus(
+            slot=slot,
+            revision=revision,
+            replicas=replicas,
+            ready_replicas=self._ready(slot, revision),
+        ).model_dump()
+
+    def _finish(self) -> Decision:
+        s = self.s
+        self._plan_actions()
+        phase, reason, message = self._phase()
+        s.update(phase=phase, message=message)
+        s["stable"] = self._slot_status(self.stable_slot, s["stable_revision"])
+        s["canary"] = (
+            self._slot_status(self.canary_slot, s["canary_revision"])
+            if s["canary_revision"]
+            else None
+        )
+        # The serving slots only: a warm previous version takes no traffic.
+        serving = [(self.stable_slot, s["stable_revision"])]
+        if s["canary_revision"]:
+            serving.append((self.canary_slot, s["canary_revision"]))
+        s["replicas"] = sum(self.obs.slots[slot].pods for slot, _ in serving)
+        s["ready_replicas"] = sum(self._ready(slot, revision) for slot, revision in serving)
+        truth = {
+            "Progressing": phase == "Progressing",
+            "Paused": phase == "Paused",
+            "Completed": phase == "Healthy",
+            "Healthy": phase == "Healthy",
+            "Degraded": phase == "Degraded",
+            "InvalidSpec": False,
+        }
+        self._conditions(truth, reason, message)
+        if phase != self.old.phase and not self.events:
+            self._event(phase, message, warning=phase == "Degraded")
+        return self._decision()
+
+    def _invalid(self, message: str) -> Decision:
+        s = self.s
+        was = next((c for c in self.old.conditions if c.type == "InvalidSpec"), None)
+        if was is None or was.status != "True" or was.message != message:
+            self._event("InvalidSpec", message, warning=True)
+        s.update(phase="Degraded", message=f"invalid spec: {message}")
+        truth = {t: False for t in CONDITION_TYPES}
+        truth.update(Degraded=True, InvalidSpec=True)
+        self._conditions(truth, "InvalidSpec", message)
+        return self._decision()
+
+    def _conditions(self, truth: dict[str, bool], reason: str, message: str) -> None:
+        before = {c.type: c for c in self.old.conditions}
+        out = []
+        for kind in CONDITION_TYPES:
+            status = "True" if truth[kind] else "False"
+            prior = before.get(kind)
+            changed = prior is None or prior.status != status
+            stamp = (
+                fmt_seconds(self.now) if changed or prior is None else prior.last_transition_time
+            )
+            out.append(
+                Condition(
+                    type=kind,  # type: ignore[arg-type]
+                    status=status,  # type: ignore[arg-type]
+                    reason=reason if truth[kind] else "",
+                    message=message if truth[kind] else "",
+                    last_transition_time=stamp,
+                ).model_dump()
+            )
+        self.s["conditions"] = out
+
+    def _decision(self) -> Decision:
+        status = RolloutStatus.model_validate(self.s)
+        return Decision(
+            status=status,
+            actions=self.actions,
+            events=self.events,
+            requeue_after=min(self.due) if self.due else None,
+            status_changed=status != self.old,
+        )

@@ -1,0 +1,106 @@
+"""What the engine reads (input, observed children) and what it returns (actions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sluice.api.rollout import RolloutStatus
+
+Slot = Literal["a", "b"]
+SLOTS: tuple[Slot, Slot] = ("a", "b")
+
+
+def other(slot: Slot) -> Slot:
+    return "b" if slot == "a" else "a"
+
+
+@dataclass(frozen=True)
+class RolloutInput:
+    """The Rollout object as the engine needs it: raw spec (validated here), parsed status."""
+
+    name: str
+    namespace: str
+    generation: int
+    spec: dict[str, Any]
+    status: RolloutStatus
+    action: str | None = None  # value of the sluice.dev/action annotation
+
+
+@dataclass(frozen=True)
+class SlotObserved:
+    """One child Deployment as last seen. `ready` counts Ready pods of `revision` only."""
+
+    exists: bool = False
+    revision: str = ""
+    replicas: int = 0  # asked of the Deployment (.spec.replicas)
+    pods: int = 0  # pods it has (.status.replicas)
+    ready: int = 0
+
+
+@dataclass(frozen=True)
+class TrafficTarget:
+    """Where traffic goes. `canary_slot` is None when no canary takes any."""
+
+    stable_slot: Slot
+    canary_slot: Slot | None = None
+    canary_weight: int = 0
+
+
+@dataclass(frozen=True)
+class Observed:
+    slots: dict[Slot, SlotObserved] = field(
+        default_factory=lambda: {"a": SlotObserved(), "b": SlotObserved()}
+    )
+    traffic: TrafficTarget | None = None  # as the router reports it; None: never set
+
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class DeploySlot:
+    """Create the slot's Deployment, or update it to the spec's template, at `replicas`."""
+
+    slot: Slot
+    revision: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ScaleSlot:
+    """Change only the replica count of an existing slot."""
+
+    slot: Slot
+    replicas: int
+
+
+@dataclass(frozen=True)
+class SetTraffic:
+    target: TrafficTarget
+
+
+@dataclass(frozen=True)
+class RemoveAction:
+    """Delete the consumed sluice.dev/action annotation."""
+
+
+Action = DeploySlot | ScaleSlot | SetTraffic | RemoveAction
+
+
+@dataclass(frozen=True)
+class EventNote:
+    """A Kubernetes Event to post about the Rollout."""
+
+    reason: str
+    message: str
+    type: Literal["Normal", "Warning"] = "Normal"
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: RolloutStatus
+    actions: list[Action]
+    events: list[EventNote]
+    requeue_after: float | None  # seconds until a time-based step is due; None: nothing due
+    status_changed: bool

@@ -1,0 +1,1 @@
+"""Traffic routers, one file per provider, behind the small protocol in `base`."""

@@ -1,0 +1,1 @@
+"""An in-memory cluster executing engine actions: for tests, benchmarks, `sluice simulate`."""
