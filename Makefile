@@ -1,0 +1,54 @@
+# Sluice developer commands. `make demo` and `make test` are the README's two commands.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: venv test unit e2e lint format crds run demo clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+## The whole suite: unit, property and (with SLUICE_E2E_KUBECONFIG) e2e tests.
+test: venv
+	$(BIN)/pytest
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+e2e: venv
+	$(BIN)/pytest tests/e2e
+
+lint: venv
+	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format operator tests benchmarks
+	$(BIN)/ruff check --fix operator tests benchmarks
+
+## Regenerate crds/ from the pydantic models (a test fails when they drift).
+crds: venv
+	$(BIN)/python -m sluice.api.crd crds
+
+## The operator against the current kubeconfig (installs the CRDs first).
+run: venv
+	kubectl apply -f crds/
+	$(BIN)/sluice run
+
+## The main job without a cluster: the real engine on an in-memory cluster.
+demo: venv
+	$(BIN)/sluice simulate examples/rollout-basic.yaml --scenario examples/scenario-basic.yaml --instant
+
+bench: venv
+	$(BIN)/python benchmarks/engine_decisions.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
