@@ -130,6 +130,10 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
+    from sluice.cli import simulate
+
+    simulate.add_parser(sub)
+
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions")
     crds.set_defaults(func=_crds)
 
