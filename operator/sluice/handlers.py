@@ -80,21 +80,24 @@ def _controller() -> Controller | None:
 
 
 @kopf.on.event(GROUP, VERSION, "rollouts")
-async def rollout_event(event: dict[str, Any], **_: Any) -> None:
+async def rollout_event(**kwargs: Any) -> None:
+    event = kwargs["event"]
     controller = _controller()
     if controller is not None:
         controller.rollout_event(event.get("type"), event["object"])
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={L.ROLLOUT: kopf.PRESENT})
-async def deployment_event(event: dict[str, Any], **_: Any) -> None:
+async def deployment_event(**kwargs: Any) -> None:
+    event = kwargs["event"]
     controller = _controller()
     if controller is not None:
         controller.child_event(event.get("type"), {**event["object"], "kind": "Deployment"})
 
 
 @kopf.on.event("", "v1", "services", labels={L.ROLLOUT: kopf.PRESENT})
-async def service_event(event: dict[str, Any], **_: Any) -> None:
+async def service_event(**kwargs: Any) -> None:
+    event = kwargs["event"]
     controller = _controller()
     if controller is not None:
         controller.child_event(event.get("type"), {**event["object"], "kind": "Service"})

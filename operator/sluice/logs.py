@@ -42,4 +42,4 @@ def configure(level: str = "INFO", json: bool | None = None) -> None:
 
 
 def get(name: str = "sluice") -> structlog.stdlib.BoundLogger:
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.stdlib.get_logger(name)

@@ -74,7 +74,7 @@ def _status(args: argparse.Namespace) -> int:
     api = kubernetes.client.CustomObjectsApi(load_config(args.kubeconfig))
     namespace = args.namespace or _current_namespace()
     body = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "rollouts", args.name)
-    status = body.get("status") or {}
+    status = dict(body).get("status") or {}  # type: ignore[call-overload]
     print(f"Rollout {namespace}/{args.name}")
     for field in (
         "phase",

@@ -1,4 +1,4 @@
-"""`sluice simulate`: a Rollout through the real engine on an in-memory cluster, no cluster needed."""
+"""`sluice simulate`: a Rollout through the real engine on an in-memory cluster."""
 
 from __future__ import annotations
 
@@ -71,8 +71,15 @@ def run(args: argparse.Namespace) -> int:
             f"[{'red' if kind == 'Warning' else 'green'}]{reason}[/]: {message}"
             for kind, reason, message in frame.events
         )
-        row = (_clock(frame.t), frame.phase, "" if frame.step is None else str(frame.step),
-               f"{frame.weight}%", str(frame.stable), str(frame.canary), what)
+        row = (
+            _clock(frame.t),
+            frame.phase,
+            "" if frame.step is None else str(frame.step),
+            f"{frame.weight}%",
+            str(frame.stable),
+            str(frame.canary),
+            what,
+        )
         if speed and not args.json:
             console.print("  ".join(row))
         table.add_row(*row)
@@ -102,9 +109,15 @@ def _as_json(result: Result) -> dict[str, Any]:
         "seconds": result.seconds,
         "reason": result.reason,
         "timeline": [
-            {"t": f.t, "phase": f.phase, "step": f.step, "weight": f.weight,
-             "stable": f.stable, "canary": f.canary,
-             "events": [{"type": k, "reason": r, "message": m} for k, r, m in f.events]}
+            {
+                "t": f.t,
+                "phase": f.phase,
+                "step": f.step,
+                "weight": f.weight,
+                "stable": f.stable,
+                "canary": f.canary,
+                "events": [{"type": k, "reason": r, "message": m} for k, r, m in f.events],
+            }
             for f in result.frames
         ],
     }

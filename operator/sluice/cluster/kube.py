@@ -11,14 +11,13 @@ import asyncio
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from sluice.api.rollout import GROUP, VERSION
 
-T = TypeVar("T")
 Body = dict[str, Any]
 
 
@@ -44,7 +43,7 @@ class Kube:
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.in_flight = 0
 
-    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         self.in_flight += 1
         try:
@@ -55,7 +54,7 @@ class Kube:
     async def raw(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Body:
         """Call a typed client method but get plain JSON back (no model objects)."""
         response = await self.call(fn, *args, _preload_content=False, **kwargs)
-        return json.loads(response.data)  # type: ignore[no-any-return]
+        return json.loads(response.data)
 
     # ------------------------------------------------------------ rollouts
 
@@ -97,7 +96,8 @@ class Kube:
         api = self.apps if kind == "deployments" else self.core
         selector = f"{GROUP}/rollout"
         items: list[Body] = []
-        for ns in namespaces or [None]:  # type: ignore[list-item]
+        scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        for ns in scopes:
             if ns is None:
                 fn = getattr(api, f"list_{_singular(kind)}_for_all_namespaces")
                 data = await self.raw(fn, label_selector=selector)

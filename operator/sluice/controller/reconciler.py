@@ -70,7 +70,7 @@ class Controller:
     ) -> None:
         self.kube = kube
         self.cache = Cache()
-        self.queue = WorkQueue()
+        self.queue: WorkQueue[Key] = WorkQueue()
         self.router: TrafficRouter = router or ReplicaRouter(kube)
         self.workers = workers
         self.clock = clock
@@ -124,23 +124,23 @@ class Controller:
             M.QUEUE_DEPTH.set(len(self.queue))
             started = time.perf_counter()
             try:
-                await self.reconcile(key)  # type: ignore[arg-type]
-                self.failures.pop(key, None)  # type: ignore[call-overload]
+                await self.reconcile(key)
+                self.failures.pop(key, None)
                 M.RECONCILES.labels("ok").inc()
             except Conflict:
                 M.RECONCILES.labels("conflict").inc()
                 self.queue.add_after(key, 0.2)
             except Exception as exc:
                 M.RECONCILES.labels("error").inc()
-                count = self.failures.get(key, 0) + 1  # type: ignore[call-overload]
-                self.failures[key] = count  # type: ignore[index]
+                count = self.failures.get(key, 0) + 1
+                self.failures[key] = count
                 delay = min(0.5 * 2**count, 60.0)
                 if isinstance(exc, ApiException):
                     exc = RuntimeError(f"{exc.status} {exc.reason}: {_api_message(exc)}")
                 log.warning(
                     "reconcile failed; retrying",
                     namespace=key[0],
-                    rollout=key[1],  # type: ignore[index]
+                    rollout=key[1],
                     error=str(exc)[:500],
                     retry_in=delay,
                 )
@@ -313,7 +313,7 @@ def wire_status(status: RolloutStatus) -> Body:
 
 def _api_message(exc: ApiException) -> str:
     try:
-        return str(json.loads(exc.body)["message"])
+        return str(json.loads(exc.body or "")["message"])
     except (TypeError, ValueError, KeyError):
         return str(exc.body)[:300]
 

@@ -13,16 +13,19 @@ import contextlib
 import heapq
 import time
 from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
-class WorkQueue:
+class WorkQueue(Generic[K]):
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
-        self._pending: set[Hashable] = set()
-        self._processing: set[Hashable] = set()
-        self._dirty: set[Hashable] = set()
-        self._heap: list[tuple[float, int, Hashable]] = []
-        self._due: dict[Hashable, float] = {}
+        self._queue: asyncio.Queue[K] = asyncio.Queue()
+        self._pending: set[K] = set()
+        self._processing: set[K] = set()
+        self._dirty: set[K] = set()
+        self._heap: list[tuple[float, int, K]] = []
+        self._due: dict[K, float] = {}
         self._seq = 0
         self._wake = asyncio.Event()
 
@@ -33,14 +36,14 @@ class WorkQueue:
     def scheduled(self) -> int:
         return len(self._due)
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: K) -> None:
         if key in self._processing:
             self._dirty.add(key)
         elif key not in self._pending:
             self._pending.add(key)
             self._queue.put_nowait(key)
 
-    def add_after(self, key: Hashable, delay: float) -> None:
+    def add_after(self, key: K, delay: float) -> None:
         due = time.monotonic() + max(delay, 0.0)
         if self._due.get(key, float("inf")) <= due:
             return  # an earlier wake-up is already set; it will reschedule
@@ -49,17 +52,17 @@ class WorkQueue:
         heapq.heappush(self._heap, (due, self._seq, key))
         self._wake.set()
 
-    def forget(self, key: Hashable) -> None:
+    def forget(self, key: K) -> None:
         self._due.pop(key, None)
         self._dirty.discard(key)
 
-    async def get(self) -> Hashable:
+    async def get(self) -> K:
         key = await self._queue.get()
         self._pending.discard(key)
         self._processing.add(key)
         return key
 
-    def done(self, key: Hashable) -> None:
+    def done(self, key: K) -> None:
         self._processing.discard(key)
         if key in self._dirty:
             self._dirty.discard(key)

@@ -359,13 +359,18 @@ class _Decider:
             s["step_start_time"] = fmt(self.now)
             self._event("StepReached", describe_step(spec, index))
 
+        if s["abort"]:
+            return  # the progress deadline aborted it: _aborted() set the targets
         goal = self._goal_weight(index)
         want = replicas if index >= len(steps) else rep.canary_replicas(replicas, goal)
+        # Canary pods replace stable ones only while the canary takes traffic: a Ready
+        # canary at weight 0 serves nobody, so the stable may not shrink for it.
+        serving = ready if s["canary_weight"] > 0 else 0
         self.targets[canary] = (want, True)
-        self.targets[stable] = (rep.stable_target(replicas, min(goal, 100), ready), False)
+        self.targets[stable] = (rep.stable_target(replicas, min(goal, 100), serving), False)
         if index >= len(steps):
             last = self._goal_weight(index - 1) if steps else 0
-            self.targets[stable] = (rep.stable_target(replicas, last, ready), False)
+            self.targets[stable] = (rep.stable_target(replicas, last, serving), False)
 
     def _goal_weight(self, index: int) -> int:
         """The weight step `index` moves to (pauses hold the last one; promotion is 100)."""
@@ -518,7 +523,7 @@ class _Decider:
         return self._decision()
 
     def _conditions(self, truth: dict[str, bool], reason: str, message: str) -> None:
-        before = {c.type: c for c in self.old.conditions}
+        before: dict[str, Condition] = {c.type: c for c in self.old.conditions}
         out = []
         for kind in CONDITION_TYPES:
             status = "True" if truth[kind] else "False"
@@ -529,8 +534,8 @@ class _Decider:
             )
             out.append(
                 Condition(
-                    type=kind,  # type: ignore[arg-type]
-                    status=status,  # type: ignore[arg-type]
+                    type=kind,
+                    status=status,
                     reason=reason if truth[kind] else "",
                     message=message if truth[kind] else "",
                     last_transition_time=stamp,

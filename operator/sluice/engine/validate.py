@@ -81,11 +81,11 @@ def selector_matches(selector: LabelSelector, labels: dict[str, Any]) -> bool:
             return False
     for req in selector.match_expressions or []:
         present = req.key in labels
-        value = labels.get(req.key)
+        found = labels.get(req.key)
         values = req.values or []
         ok = {
-            "In": present and value in values,
-            "NotIn": not present or value not in values,
+            "In": present and found in values,
+            "NotIn": not present or found not in values,
             "Exists": present,
             "DoesNotExist": not present,
         }[req.operator]
