@@ -303,3 +303,16 @@ def test_kubectl_plugin_steers_a_rollout(cluster: Cluster, operator: Operator) -
     ).stdout
     assert "promote-full requested" in out
     wait_for("Completed", lambda: cluster.condition("Completed").get("status") == "True")
+
+
+def test_template_the_api_server_refuses_is_invalid_spec(
+    cluster: Cluster, operator: Operator
+) -> None:
+    healthy_v1(cluster)
+    cluster.set_image("")  # a container without an image: only the Deployment API says no
+    wait_for("InvalidSpec", lambda: cluster.condition("InvalidSpec").get("status") == "True")
+    assert "image: Required value" in cluster.condition("InvalidSpec")["message"]
+    assert cluster.replicas("web-a") == (10, 10)
+    assert cluster.selector("web")["sluice.dev/slot"] == "a"
+    cluster.set_image("nginx:1.28")  # fixed: the rollout proceeds
+    at_step(cluster, 1, "Paused", 20)

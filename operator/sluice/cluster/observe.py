@@ -33,8 +33,13 @@ def slot_observed(body: Body | None) -> SlotObserved:
     return SlotObserved(True, revision, int(spec.get("replicas", 0) or 0), pods, ready)
 
 
-def observe(name: str, children: dict[str, Body], traffic: TrafficTarget | None) -> Observed:
+def observe(
+    name: str,
+    children: dict[str, Body],
+    traffic: TrafficTarget | None,
+    rejected: dict[str, str] | None = None,
+) -> Observed:
     slots: dict[Slot, SlotObserved] = {
         slot: slot_observed(children.get(f"Deployment/{name}-{slot}")) for slot in SLOTS
     }
-    return Observed(slots=slots, traffic=traffic)
+    return Observed(slots=slots, traffic=traffic, rejected=dict(rejected or {}))

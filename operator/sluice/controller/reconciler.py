@@ -42,6 +42,14 @@ class Conflict(Exception):
     """The cache was behind the API server; the watch brings the news, try again soon."""
 
 
+class Rejected(Exception):
+    """The API server refused a Deployment built from the spec's template."""
+
+    def __init__(self, revision: str, message: str) -> None:
+        super().__init__(message)
+        self.revision = revision
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -75,6 +83,7 @@ class Controller:
         self.workers = workers
         self.clock = clock
         self.failures: dict[Key, int] = {}
+        self.rejected: dict[Key, dict[str, str]] = {}  # revision -> the API server's refusal
         self.tasks: list[asyncio.Task[None]] = []
         self.started = False
 
@@ -86,6 +95,7 @@ class Controller:
             self.cache.drop_rollout(key)
             self.queue.forget(key)
             self.failures.pop(key, None)
+            self.rejected.pop(key, None)
             M.forget_rollout(*key)
         elif self.cache.put_rollout(body):
             self.queue.add(key)
@@ -130,6 +140,10 @@ class Controller:
             except Conflict:
                 M.RECONCILES.labels("conflict").inc()
                 self.queue.add_after(key, 0.2)
+            except Rejected as exc:
+                M.RECONCILES.labels("rejected").inc()
+                self.rejected.setdefault(key, {})[exc.revision] = str(exc)
+                self.queue.add(key)  # the engine reports it as InvalidSpec
             except Exception as exc:
                 M.RECONCILES.labels("error").inc()
                 count = self.failures.get(key, 0) + 1
@@ -177,7 +191,8 @@ class Controller:
             action=action,
         )
         now = self.clock()
-        decision = decide(inp, observe(meta["name"], bucket, traffic), now)
+        rejected = self.rejected.get(key)
+        decision = decide(inp, observe(meta["name"], bucket, traffic, rejected), now)
         bound = log.bind(
             namespace=key[0],
             rollout=key[1],
@@ -226,6 +241,12 @@ class Controller:
                     written.setdefault("kind", "Service")
                     self.cache.put_child(written)
         except ApiException as exc:
+            if (
+                exc.status == 422
+                and isinstance(act, DeploySlot)
+                and "is invalid" in _api_message(exc)  # other 422s: our generation test
+            ):
+                raise Rejected(act.revision, _api_message(exc)) from exc
             if exc.status in (404, 409, 422):
                 raise Conflict(str(exc.reason)) from exc
             raise

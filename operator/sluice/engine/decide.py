@@ -77,6 +77,7 @@ class _Decider:
         self.due: list[float] = []
         self.invalid: str | None = None
         self.deadline_exceeded = False
+        self.replacing = False  # a new template waits for the stable to be refilled
 
     # ------------------------------------------------------------ entry
 
@@ -89,6 +90,8 @@ class _Decider:
         self.spec = spec
         self.replicas = spec.replicas
         self.revision = template_hash(spec.template)
+        if self.revision in self.obs.rejected:
+            return self._invalid(f"spec.template: {self.obs.rejected[self.revision]}")
         self.s["observed_generation"] = self.inp.generation
         self.s["selector"] = selector_string(spec.selector)
 
@@ -102,6 +105,8 @@ class _Decider:
         if self.s["canary_revision"]:
             if self.s["abort"]:
                 self._aborted()
+            elif self.replacing:
+                self._refill_stable()
             else:
                 self._steps()
         else:
@@ -234,7 +239,24 @@ class _Decider:
         ):
             self._rollback_to_previous()
         elif revision != s["canary_revision"]:
-            self._start_canary()
+            if self._canary_serves_for_stable():
+                self.replacing = True
+            else:
+                self._start_canary()
+
+    def _canary_serves_for_stable(self) -> bool:
+        """The running canary takes traffic in place of stable pods that are not back yet.
+
+        Replacing it now would drop its Ready pods (the new template goes into its slot)
+        while the stable is short of R Ready ones: Ready capacity would fall below R.
+        """
+        s = self.s
+        return (
+            bool(s["canary_revision"])
+            and not s["abort"]
+            and s["canary_weight"] > 0
+            and self._ready(self.stable_slot, s["stable_revision"]) < self.replicas
+        )
 
     def _start_canary(self) -> None:
         s = self.s
@@ -282,10 +304,15 @@ class _Decider:
 
     def _abort(self, reason: str, message: str) -> None:
         self.s["abort"] = AbortInfo(
-            reason=reason, message=message, time=fmt(self.now), revision=self.revision
+            reason=reason, message=message, time=fmt(self.now), revision=self.s["canary_revision"]
         ).model_dump()
         self.s.update(canary_weight=0, pause_start_time=None)
         self._event("Aborted", f"{reason}: {message}; traffic back to stable", warning=True)
+
+    def _refill_stable(self) -> None:
+        """Before a canary is replaced: stable back to R, the old canary held as it is."""
+        self.targets[self.stable_slot] = (self.replicas, False)
+        self.targets[self.canary_slot] = (self.obs.slots[self.canary_slot].replicas, False)
 
     def _aborted(self) -> None:
         delay = self.spec.strategy.canary.scale_down_delay_seconds
@@ -440,6 +467,15 @@ class _Decider:
         if s["abort"]:
             abort = s["abort"]
             return "Degraded", abort["reason"], f"aborted: {abort['message']}"
+        if s["canary_revision"] and self.replacing:
+            stable_ready = self._ready(self.stable_slot, s["stable_revision"])
+            return (
+                "Progressing",
+                "CanaryReplacing",
+                f"new template {self.revision} replaces canary {s['canary_revision']} once "
+                f"stable {s['stable_revision']} is back to {self.replicas} ready "
+                f"({stable_ready} now)",
+            )
         if s["canary_revision"]:
             where = describe_step(spec, s["current_step_index"] or 0)
             ready = self._ready(self.canary_slot, self.revision)

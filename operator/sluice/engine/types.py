@@ -53,6 +53,9 @@ class Observed:
         default_factory=lambda: {"a": SlotObserved(), "b": SlotObserved()}
     )
     traffic: TrafficTarget | None = None  # as the router reports it; None: never set
+    # Revisions whose Deployment the API server refused, with its message (e.g. a
+    # container without an image): reported as InvalidSpec instead of retried forever.
+    rejected: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- actions
