@@ -42,6 +42,7 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
     session = aiohttp.ClientSession(
         connector=connector, headers=info.as_http_headers(), auth=info.as_aiohttp_basic_auth()
     )
+    log.info("kopf API session", max_connections=streams + 4, server=info.server)
     return kopf.AiohttpSession(
         server=info.server,
         default_namespace=info.default_namespace,

@@ -25,6 +25,7 @@ from sluice.controller.workqueue import WorkQueue
 from sluice.engine import (
     Decision,
     DeploySlot,
+    EventNote,
     RemoveAction,
     RolloutInput,
     ScaleSlot,
@@ -84,6 +85,7 @@ class Controller:
         self.clock = clock
         self.failures: dict[Key, int] = {}
         self.rejected: dict[Key, dict[str, str]] = {}  # revision -> the API server's refusal
+        self.last_error: dict[Key, str] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.started = False
 
@@ -96,6 +98,7 @@ class Controller:
             self.queue.forget(key)
             self.failures.pop(key, None)
             self.rejected.pop(key, None)
+            self.last_error.pop(key, None)
             M.forget_rollout(*key)
         elif self.cache.put_rollout(body):
             self.queue.add(key)
@@ -136,6 +139,7 @@ class Controller:
             try:
                 await self.reconcile(key)
                 self.failures.pop(key, None)
+                self.last_error.pop(key, None)
                 M.RECONCILES.labels("ok").inc()
             except Conflict:
                 M.RECONCILES.labels("conflict").inc()
@@ -159,6 +163,7 @@ class Controller:
                     retry_in=delay,
                 )
                 self.queue.add_after(key, delay)
+                await self._report_error(key, str(exc))
             finally:
                 M.RECONCILE_SECONDS.observe(time.perf_counter() - started)
                 M.SCHEDULED.set(self.queue.scheduled)
@@ -310,6 +315,15 @@ class Controller:
                 raise Conflict("rollout changed while reconciling") from exc
             raise
         self.cache.put_rollout(written)
+
+    async def _report_error(self, key: Key, message: str) -> None:
+        """One Warning Event per distinct error, so `kubectl describe` shows why it is stuck."""
+        body = self.cache.rollouts.get(key)
+        if body is None or self.last_error.get(key) == message:
+            return
+        self.last_error[key] = message
+        note = EventNote("ReconcileError", f"retrying with backoff: {message}", "Warning")
+        await self._post_event(body, note, self.clock())
 
     async def _post_event(self, body: Body, note: Any, now: datetime) -> None:
         try:
