@@ -44,7 +44,7 @@ def test_basic_example_is_promoted_with_the_expected_steps(
     assert by_reason["Promoted"]["t"] == 120
     assert result["seconds"] == pytest.approx(123, abs=0.1)
     weights = [f["weight"] for f in result["timeline"]]
-    assert max(weights) == 50 and weights == sorted(weights[:-1]) + [0]
+    assert max(weights) == 50 and weights == [*sorted(weights[:-1]), 0]
 
 
 def test_without_a_promote_it_stays_paused(capsys: pytest.CaptureFixture[str]) -> None:
