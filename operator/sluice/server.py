@@ -7,7 +7,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sluice.metrics import REGISTRY
+from sluice.telemetry import REGISTRY
 
 
 def app(ready: Callable[[], bool]) -> web.Application:

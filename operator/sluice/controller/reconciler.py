@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from sluice import logs
-from sluice import metrics as M
+from sluice import telemetry as M
 from sluice.api.rollout import ACTION_ANNOTATION, RolloutSpec, RolloutStatus
 from sluice.cluster import children as C
 from sluice.cluster import labels as L
