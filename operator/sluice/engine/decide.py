@@ -99,6 +99,10 @@ class _Decider:
         if not self.s["stable_revision"]:
             self._first_or_adopt()
         self._follow_template()
+        if action == "abort" and self.replacing:
+            # An abort is of the new template: no refill needed, traffic goes to the stable.
+            self.replacing = False
+            self._start_canary()
         if action:
             self._apply_action(action)
 
@@ -184,8 +188,10 @@ class _Decider:
                 self._event("Retried", f"retrying canary {s['canary_revision']} from step 0")
             else:
                 self._event("ActionIgnored", "retry: nothing was aborted", warning=True)
-        elif not running or s["abort"]:
+        elif not running or s["abort"] or self.replacing:
             why = "the canary is aborted; use retry" if s["abort"] else "no canary is in progress"
+            if self.replacing:
+                why = f"canary {self.revision} is not started yet (the stable is refilled first)"
             self._event("ActionIgnored", f"{action}: {why}", warning=True)
         else:  # promote, promote-full
             index = s["current_step_index"] or 0

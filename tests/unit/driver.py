@@ -1,0 +1,205 @@
+"""A simulated clock around decide() and MemoryCluster, as the reconciler would drive them.
+
+The driver holds what lives in Kubernetes between two reconciles: the Rollout's spec,
+its status, its sluice.dev/action annotation, and the child Deployments (the
+MemoryCluster). `step()` advances the clock, calls the engine once, applies the
+actions it returns (removing the annotation on RemoveAction, as the reconciler
+does) and keeps the new status.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sluice.api.rollout import Condition, RolloutStatus
+from sluice.engine.decide import decide
+from sluice.engine.hashing import template_hash
+from sluice.engine.types import (
+    Decision,
+    DeploySlot,
+    Observed,
+    RemoveAction,
+    RolloutInput,
+    ScaleSlot,
+    SetTraffic,
+    Slot,
+    TrafficTarget,
+)
+from sluice.sim.memory import MemoryCluster
+
+EPOCH = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def template(image: str = "web:1", app: str = "web") -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"app": app}},
+        "spec": {"containers": [{"name": "web", "image": image}]},
+    }
+
+
+def revision(image: str) -> str:
+    return template_hash(template(image))
+
+
+def make_spec(
+    steps: list[dict[str, Any]] | None = None,
+    *,
+    replicas: int = 4,
+    image: str = "web:1",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A raw spec as the API server holds it (wire names, camelCase)."""
+    canary: dict[str, Any] = {"steps": steps if steps is not None else [{"setWeight": 50}]}
+    for wire in ("scaleDownDelaySeconds",):
+        if wire in extra:
+            canary[wire] = extra.pop(wire)
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": template(image),
+        "strategy": {"canary": canary},
+    }
+    spec.update(extra)
+    return spec
+
+
+def with_image(spec: dict[str, Any], image: str) -> dict[str, Any]:
+    out = copy.deepcopy(spec)
+    out["template"]["spec"]["containers"][0]["image"] = image
+    return out
+
+
+class Driver:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        *,
+        ready_delay: float = 2.0,
+        broken: set[str] | None = None,
+        name: str = "web",
+    ) -> None:
+        self.spec = copy.deepcopy(spec)
+        self.status = RolloutStatus()
+        self.cluster = MemoryCluster(ready_delay=ready_delay, broken_revisions=set(broken or ()))
+        self.t = 0.0
+        self.generation = 1
+        self.annotation: str | None = None
+        self.name = name
+        self.last: Decision | None = None
+        self.history: list[Decision] = []
+
+    # ------------------------------------------------------------ clock and engine
+
+    @property
+    def now(self) -> datetime:
+        return EPOCH + timedelta(seconds=self.t)
+
+    def observe(self) -> Observed:
+        return self.cluster.observe(self.t)
+
+    def input(self) -> RolloutInput:
+        return RolloutInput(
+            name=self.name,
+            namespace="default",
+            generation=self.generation,
+            spec=copy.deepcopy(self.spec),
+            status=self.status,
+            action=self.annotation,
+        )
+
+    def peek(self) -> Decision:
+        """decide() on the current state, applying nothing."""
+        return decide(self.input(), self.observe(), self.now)
+
+    def step(
+        self,
+        seconds: float = 0.0,
+        action: str | None = None,
+        spec: dict[str, Any] | None = None,
+        *,
+        remove_annotation: bool = True,
+    ) -> Decision:
+        """Advance the clock, set the annotation / spec if given, reconcile once.
+
+        `remove_annotation=False` simulates a crash after the status write but before
+        the annotation was deleted.
+        """
+        self.t += seconds
+        if spec is not None:
+            if spec != self.spec:
+                self.generation += 1
+            self.spec = copy.deepcopy(spec)
+        if action is not None:
+            self.annotation = action
+        decision = decide(self.input(), self.observe(), self.now)
+        self.cluster.apply(decision.actions, self.t)
+        if remove_annotation and any(isinstance(a, RemoveAction) for a in decision.actions):
+            self.annotation = None
+        self.status = decision.status
+        self.last = decision
+        self.history.append(decision)
+        return decision
+
+    def run(self, seconds: float, tick: float = 1.0) -> list[Decision]:
+        """Reconcile every `tick` seconds for `seconds` (a busy controller)."""
+        out = []
+        for _ in range(math.ceil(seconds / tick)):
+            out.append(self.step(tick))
+        return out
+
+    def settle(self, limit: int = 50) -> Decision:
+        """Reconcile at the current time until nothing is left to do."""
+        decision = self.step(0)
+        for _ in range(limit):
+            if not decision.actions and not decision.status_changed:
+                return decision
+            decision = self.step(0)
+        raise AssertionError(f"no fixed point after {limit} reconciles: {decision}")
+
+    # ------------------------------------------------------------ what a user sees
+
+    def replicas(self, slot: Slot) -> int:
+        """.spec.replicas of the slot's Deployment (0 when it does not exist)."""
+        current = self.cluster.slots[slot]
+        return 0 if current is None else current[1]
+
+    def revision_of(self, slot: Slot) -> str | None:
+        current = self.cluster.slots[slot]
+        return None if current is None else current[0]
+
+    def ready(self, slot: Slot) -> int:
+        return self.observe().slots[slot].ready
+
+    @property
+    def traffic(self) -> TrafficTarget | None:
+        return self.cluster.traffic
+
+    def condition(self, kind: str) -> Condition:
+        found = [c for c in self.status.conditions if c.type == kind]
+        assert len(found) == 1, f"condition {kind}: {self.status.conditions}"
+        return found[0]
+
+    def true_conditions(self) -> set[str]:
+        return {c.type for c in self.status.conditions if c.status == "True"}
+
+    def reasons(self, decisions: list[Decision] | None = None) -> list[str]:
+        decisions = self.history if decisions is None else decisions
+        return [e.reason for d in decisions for e in d.events]
+
+
+def serving_ready(observed: Observed, traffic: TrafficTarget | None) -> int:
+    """Ready pods behind the traffic target: the stable slot, plus the canary slot if it
+    takes traffic. Pods of any revision the slot runs count (Observed counts its own)."""
+    if traffic is None:
+        return 0
+    total = observed.slots[traffic.stable_slot].ready
+    if traffic.canary_slot is not None:
+        total += observed.slots[traffic.canary_slot].ready
+    return total
+
+
+def workload_actions(decision: Decision) -> list[DeploySlot | ScaleSlot | SetTraffic]:
+    return [a for a in decision.actions if isinstance(a, DeploySlot | ScaleSlot | SetTraffic)]
