@@ -15,9 +15,21 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+## Debian packages that tests run for real (Prometheus, promtool); installed when missing.
+.PHONY: system-deps
+system-deps:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "prometheus is not installed: run 'sudo make system-deps'" >&2; exit 1; \
+	  fi; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; \
+	}
+
 ## The whole suite: unit, property and (with SLUICE_E2E_KUBECONFIG) e2e tests.
 test: venv
 	$(BIN)/pytest
+test: system-deps
 
 unit: venv
 	$(BIN)/pytest tests/unit

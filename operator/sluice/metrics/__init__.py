@@ -1,0 +1,1 @@
+"""Metric providers, one file each, behind the protocol in base."""

@@ -1,0 +1,1 @@
+"""Test support: real external programs the integration tests run (Prometheus)."""
