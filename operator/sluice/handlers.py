@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import dataclasses
 from typing import Any
 
 import aiohttp
 import kopf
 
-from sluice import logs, server
+from sluice import alerts, logs, server
 from sluice.api.rollout import GROUP, VERSION
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube, load_config
+from sluice.controller.analysis import AnalysisExecutor
 from sluice.controller.reconciler import Controller
 
 log = logs.get("sluice")
@@ -25,6 +28,7 @@ class Options:
     workers: int = 8
     api_limit: int = 8  # Kubernetes calls in flight from the reconcilers
     kubeconfig: str | None = None
+    alert_token_secret: str | None = None  # NAMESPACE/NAME[/KEY] of the webhook's bearer token
 
 
 OPTIONS = Options()
@@ -37,7 +41,7 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
     info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
     if info is None:
         return None
-    streams = 3 * max(1, len(OPTIONS.namespaces))  # watches: rollouts, deployments, services
+    streams = 4 * max(1, len(OPTIONS.namespaces))  # watches: rollouts, deployments, services, runs
     connector = aiohttp.TCPConnector(limit=streams + 4, ssl=info.as_ssl_context())
     session = aiohttp.ClientSession(
         connector=connector, headers=info.as_http_headers(), auth=info.as_aiohttp_basic_auth()
@@ -58,10 +62,23 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 60
     kube = Kube(load_config(OPTIONS.kubeconfig, OPTIONS.api_limit), OPTIONS.api_limit)
     controller = Controller(kube, workers=OPTIONS.workers)
+    executor = AnalysisExecutor(
+        kube,
+        controller.run_lookup,
+        controller.queue.add,
+        controller.cache.put_child,
+        workers=OPTIONS.workers,
+    )
+    controller.on_run_created = lambda body: executor.run_event("ADDED", body)
     await controller.warm(OPTIONS.namespaces or None)
     controller.start()
-    runner = await server.serve(server.app(lambda: controller.started), OPTIONS.host, OPTIONS.port)
-    STATE.update(controller=controller, kube=kube, runner=runner)
+    executor.start()
+    token = AlertToken(kube, OPTIONS.alert_token_secret)
+    await token.refresh()
+    application = server.app(lambda: controller.started)
+    application.router.add_post("/v1/alerts", alerts.handler(token.get, controller.record_alert))
+    runner = await server.serve(application, OPTIONS.host, OPTIONS.port)
+    STATE.update(controller=controller, executor=executor, kube=kube, runner=runner, token=token)
     log.info("sluice started", namespaces=OPTIONS.namespaces or "all", port=OPTIONS.port)
 
 
@@ -70,6 +87,10 @@ async def cleanup(**_: Any) -> None:
     controller: Controller | None = STATE.get("controller")
     if controller is not None:
         await controller.stop()
+    if "executor" in STATE:
+        await STATE["executor"].stop()
+    if "token" in STATE:
+        STATE["token"].close()
     if "runner" in STATE:
         await STATE["runner"].cleanup()
     if "kube" in STATE:
@@ -102,3 +123,47 @@ async def service_event(**kwargs: Any) -> None:
     controller = _controller()
     if controller is not None:
         controller.child_event(event.get("type"), {**event["object"], "kind": "Service"})
+
+
+@kopf.on.event(GROUP, VERSION, "analysisruns", labels={L.ROLLOUT: kopf.PRESENT})
+async def analysis_run_event(**kwargs: Any) -> None:
+    event = kwargs["event"]
+    controller = _controller()
+    if controller is not None:
+        body = {**event["object"], "kind": "AnalysisRun"}
+        controller.child_event(event.get("type"), body)
+        STATE["executor"].run_event(event.get("type"), body)
+
+
+class AlertToken:
+    """The webhook's bearer token, read from a Secret and refreshed every 30 s (rotation)."""
+
+    def __init__(self, kube: Kube, ref: str | None) -> None:
+        self.kube, self.ref = kube, ref
+        self.value: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def get(self) -> str | None:
+        return self.value
+
+    async def refresh(self) -> None:
+        if not self.ref:
+            return  # no token configured: every alert request is refused
+        parts = self.ref.split("/")
+        namespace, name, key = parts[0], parts[1], parts[2] if len(parts) > 2 else "token"
+        try:
+            body = await self.kube.raw(self.kube.core.read_namespaced_secret, name, namespace)
+            self.value = base64.b64decode((body.get("data") or {})[key]).decode().strip()
+        except Exception as exc:  # keep the last good token; say why
+            log.warning("alert token unreadable", secret=self.ref, error=str(exc)[:200])
+        if self.task is None:
+            self.task = asyncio.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(30)
+            await self.refresh()
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()

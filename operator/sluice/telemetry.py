@@ -72,3 +72,11 @@ def forget_rollout(namespace: str, rollout: str) -> None:
 def _remove(metric: Gauge, *labels: str) -> None:
     with contextlib.suppress(KeyError):
         metric.remove(*labels)
+
+
+MEASUREMENTS = Counter(
+    "sluice_analysis_measurements_total",
+    "Analysis measurements taken, by verdict.",
+    ["phase"],
+    registry=REGISTRY,
+)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from sluice.api.analysis import AnalysisRun, AnalysisTemplate
 from sluice.api.rollout import GROUP, VERSION, Rollout
 
 _DROP = {"title", "default", "$defs"}
@@ -55,6 +56,10 @@ def _structural(node: dict[str, Any]) -> dict[str, Any]:
             node["anyOf"] = kept
     if node.get("x-kubernetes-preserve-unknown-fields"):
         node.pop("additionalProperties", None)
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(node.get(bound), int | float) and not isinstance(node[bound], bool):
+            node[plain] = node.pop(bound)  # JSON Schema 2020 -> OpenAPI 3.0 spelling
+            node[bound] = True
     if "const" in node:
         node["enum"] = [node.pop("const")]
     if node.get("type") == "object" and node.get("additionalProperties") in (True, {}):
@@ -129,9 +134,83 @@ def _column(name: str, kind: str, path: str, priority: int = 0) -> dict[str, Any
     return column
 
 
+def _simple_crd(
+    kind: str,
+    plural: str,
+    model: type[BaseModel],
+    scope: str,
+    short: list[str],
+    columns: list[dict[str, Any]],
+    status: bool,
+) -> dict[str, Any]:
+    version: dict[str, Any] = {
+        "name": VERSION,
+        "served": True,
+        "storage": True,
+        "schema": {"openAPIV3Schema": openapi_schema(model)},
+        "additionalPrinterColumns": columns,
+    }
+    if status:
+        version["subresources"] = {"status": {}}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": scope,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short,
+                "categories": ["sluice"],
+            },
+            "versions": [version],
+        },
+    }
+
+
 def all_crds() -> dict[str, dict[str, Any]]:
     """File name -> CRD manifest, for every kind Sluice serves."""
-    return {f"{GROUP}_rollouts.yaml": rollout_crd()}
+    age = _column("Age", "date", ".metadata.creationTimestamp")
+    return {
+        f"{GROUP}_rollouts.yaml": rollout_crd(),
+        f"{GROUP}_analysistemplates.yaml": _simple_crd(
+            "AnalysisTemplate",
+            "analysistemplates",
+            AnalysisTemplate,
+            "Namespaced",
+            ["sat"],
+            [age],
+            status=False,
+        ),
+        f"{GROUP}_clusteranalysistemplates.yaml": _simple_crd(
+            "ClusterAnalysisTemplate",
+            "clusteranalysistemplates",
+            AnalysisTemplate,
+            "Cluster",
+            ["scat"],
+            [age],
+            status=False,
+        ),
+        f"{GROUP}_analysisruns.yaml": _simple_crd(
+            "AnalysisRun",
+            "analysisruns",
+            AnalysisRun,
+            "Namespaced",
+            ["sar"],
+            [
+                _column("Phase", "string", ".status.phase"),
+                _column("Kind", "string", ".spec.kind"),
+                _column("Revision", "string", ".spec.revision"),
+                _column("Message", "string", ".status.message", priority=1),
+                age,
+            ],
+            status=True,
+        ),
+    }
 
 
 def render(crd: dict[str, Any]) -> str:

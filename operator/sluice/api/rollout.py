@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field, field_validator
 
+from sluice.api.analysis import BackgroundAnalysis, RolloutAnalysis
+from sluice.api.base import Model
 from sluice.api.duration import parse_duration
 
 GROUP = "sluice.dev"
@@ -21,14 +22,6 @@ ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume")
 
 Phase = Literal["Progressing", "Paused", "Healthy", "Degraded"]
 ConditionType = Literal["Progressing", "Paused", "Completed", "Healthy", "Degraded", "InvalidSpec"]
-
-
-class Model(BaseModel):
-    """Base: camelCase on the wire, unknown fields refused (the CRD prunes them anyway)."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
 
 
 # ---------------------------------------------------------------- spec: steps
@@ -61,7 +54,13 @@ class CanaryStep(Model):
     """One stage of the canary. Exactly one of the step kinds is set."""
 
     model_config = ConfigDict(
-        json_schema_extra={"oneOf": [{"required": ["setWeight"]}, {"required": ["pause"]}]}
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["setWeight"]},
+                {"required": ["pause"]},
+                {"required": ["analysis"]},
+            ]
+        }
     )
 
     set_weight: int | None = Field(
@@ -78,8 +77,16 @@ class CanaryStep(Model):
         description="Hold here for a duration, or until promoted when no duration is given.",
     )
 
+    analysis: RolloutAnalysis | None = Field(
+        default=None,
+        description="Run an analysis and wait for its verdict: success moves on, failure "
+        "aborts, inconclusive pauses for a human.",
+    )
+
     def kind(self) -> str:
-        return "setWeight" if self.set_weight is not None else "pause"
+        if self.set_weight is not None:
+            return "setWeight"
+        return "pause" if self.pause is not None else "analysis"
 
 
 class CanaryStrategy(Model):
@@ -99,6 +106,16 @@ class CanaryStrategy(Model):
             "How long the previous version stays at full scale after a promotion or an "
             "abort before it is scaled to zero, so that a revert is instant. Defaults to 30."
         ),
+    )
+    analysis: BackgroundAnalysis | None = Field(
+        default=None,
+        description="Background analysis from startingStep until promotion; a failure "
+        "aborts at once, an inconclusive verdict pauses.",
+    )
+    post_promotion_analysis: RolloutAnalysis | None = Field(
+        default=None,
+        description="Analysis after the canary became stable, while the previous version is "
+        "still warm (kept until it ends); a failure switches back to the previous at once.",
     )
 
 
@@ -271,6 +288,24 @@ class RolloutStatus(Model):
         default=None,
         description="When the current step began or last made progress; "
         "the progress deadline counts from here.",
+    )
+    attempt: int = Field(
+        default=0,
+        description="Counts canaries and retries; part of AnalysisRun names so none is reused.",
+    )
+    acknowledged_runs: list[str] = Field(
+        default_factory=list,
+        description="Inconclusive or erroring AnalysisRuns a human promoted past.",
+    )
+    post_promotion_run: str | None = Field(
+        default=None,
+        description="The post-promotion AnalysisRun in progress; the previous version stays "
+        "warm until it passes.",
+    )
+    paused_at: str | None = Field(
+        default=None,
+        description="When spec.paused or a pause action took hold; the progress deadline "
+        "restarts when it is lifted.",
     )
     consumed_action: str | None = Field(
         default=None,

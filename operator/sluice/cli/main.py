@@ -22,6 +22,7 @@ def _run(args: argparse.Namespace) -> int:
     handlers.OPTIONS.workers = args.workers
     handlers.OPTIONS.api_limit = args.api_limit
     handlers.OPTIONS.kubeconfig = args.kubeconfig
+    handlers.OPTIONS.alert_token_secret = args.alert_token_secret
     if args.kubeconfig:
         import os
 
@@ -121,6 +122,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8080, help="port for /healthz, /readyz, /metrics")
     run.add_argument("--workers", type=int, default=8, help="Rollouts reconciled at once")
     run.add_argument("--api-limit", type=int, default=8, help="Kubernetes API calls in flight")
+    run.add_argument(
+        "--alert-token-secret",
+        metavar="NAMESPACE/NAME[/KEY]",
+        help="Secret with the bearer token of the alert webhook POST /v1/alerts (key: token)",
+    )
     run.add_argument("--log-level", default="INFO")
     run.add_argument(
         "--log-json",

@@ -93,20 +93,39 @@ class Kube:
     # ------------------------------------------------------------ children
 
     async def list_children(self, kind: str, namespaces: list[str] | None) -> list[Body]:
-        api = self.apps if kind == "deployments" else self.core
+        """Deployments, Services or AnalysisRuns that carry the sluice.dev/rollout label."""
         selector = f"{GROUP}/rollout"
         items: list[Body] = []
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         for ns in scopes:
-            if ns is None:
-                fn = getattr(api, f"list_{_singular(kind)}_for_all_namespaces")
-                data = await self.raw(fn, label_selector=selector)
+            if kind == "analysisruns":
+                if ns is None:
+                    data = await self.call(
+                        self.custom.list_cluster_custom_object,
+                        GROUP,
+                        VERSION,
+                        kind,
+                        label_selector=selector,
+                    )
+                else:
+                    data = await self.call(
+                        self.custom.list_namespaced_custom_object,
+                        GROUP,
+                        VERSION,
+                        ns,
+                        kind,
+                        label_selector=selector,
+                    )
             else:
-                fn = getattr(api, f"list_namespaced_{_singular(kind)}")
-                data = await self.raw(fn, ns, label_selector=selector)
-            kind_name = "Deployment" if kind == "deployments" else "Service"
+                api = self.apps if kind == "deployments" else self.core
+                if ns is None:
+                    fn = getattr(api, f"list_{_singular(kind)}_for_all_namespaces")
+                    data = await self.raw(fn, label_selector=selector)
+                else:
+                    fn = getattr(api, f"list_namespaced_{_singular(kind)}")
+                    data = await self.raw(fn, ns, label_selector=selector)
             for item in data.get("items", []):
-                item.setdefault("kind", kind_name)
+                item["kind"] = _KINDS[kind]
                 items.append(item)
         return items
 
@@ -152,6 +171,9 @@ class Kube:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
+
+
+_KINDS = {"deployments": "Deployment", "services": "Service", "analysisruns": "AnalysisRun"}
 
 
 def _singular(kind: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sluice.cluster import labels as L
-from sluice.engine.types import SLOTS, Observed, Slot, SlotObserved, TrafficTarget
+from sluice.engine.types import SLOTS, Observed, RunObserved, Slot, SlotObserved, TrafficTarget
 
 Body = dict[str, Any]
 
@@ -42,4 +42,22 @@ def observe(
     slots: dict[Slot, SlotObserved] = {
         slot: slot_observed(children.get(f"Deployment/{name}-{slot}")) for slot in SLOTS
     }
-    return Observed(slots=slots, traffic=traffic, rejected=dict(rejected or {}))
+    runs = {
+        body["metadata"]["name"]: run_observed(body)
+        for name, body in children.items()
+        if name.startswith("AnalysisRun/")
+    }
+    return Observed(slots=slots, traffic=traffic, rejected=dict(rejected or {}), runs=runs)
+
+
+def run_observed(body: Body) -> RunObserved:
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    return RunObserved(
+        kind=str(spec.get("kind", "")),
+        revision=str(spec.get("revision", "")),
+        phase=str(status.get("phase", "Pending")),
+        message=str(status.get("message", "")),
+        step=spec.get("step"),
+        on_error=status.get("onError"),
+        terminating=bool(spec.get("terminate")),
+    )

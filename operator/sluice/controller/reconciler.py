@@ -14,15 +14,20 @@ from pydantic import ValidationError
 
 from sluice import logs
 from sluice import telemetry as M
-from sluice.api.rollout import ACTION_ANNOTATION, RolloutSpec, RolloutStatus
+from sluice.alerts import AlertAbort
+from sluice.api.analysis import AnalysisRunStatus, Measurement, MetricResult
+from sluice.api.rollout import ACTION_ANNOTATION, GROUP, VERSION, RolloutSpec, RolloutStatus
 from sluice.cluster import children as C
 from sluice.cluster import labels as L
+from sluice.cluster.analysis_runs import AnalysisInvalid, analysis_for, manifest, merge
 from sluice.cluster.events import event_body
 from sluice.cluster.kube import Kube
 from sluice.cluster.observe import observe
+from sluice.cluster.wire import strip_empty
 from sluice.controller.cache import Body, Cache, Key
 from sluice.controller.workqueue import WorkQueue
 from sluice.engine import (
+    CreateRun,
     Decision,
     DeploySlot,
     EventNote,
@@ -30,8 +35,10 @@ from sluice.engine import (
     RolloutInput,
     ScaleSlot,
     SetTraffic,
+    TerminateRun,
     decide,
 )
+from sluice.engine.timefmt import fmt
 from sluice.engine.validate import InvalidSpec, parse_spec
 from sluice.routers.base import RouteContext, TrafficRouter
 from sluice.routers.replicas import ReplicaRouter
@@ -46,9 +53,9 @@ class Conflict(Exception):
 class Rejected(Exception):
     """The API server refused a Deployment built from the spec's template."""
 
-    def __init__(self, revision: str, message: str) -> None:
+    def __init__(self, subject: str, message: str) -> None:
         super().__init__(message)
-        self.revision = revision
+        self.subject = subject  # a template revision or an AnalysisRun name
 
 
 def _utcnow() -> datetime:
@@ -86,6 +93,7 @@ class Controller:
         self.failures: dict[Key, int] = {}
         self.rejected: dict[Key, dict[str, str]] = {}  # revision -> the API server's refusal
         self.last_error: dict[Key, str] = {}
+        self.on_run_created: Callable[[Body], None] | None = None  # the analysis executor
         self.tasks: list[asyncio.Task[None]] = []
         self.started = False
 
@@ -113,7 +121,7 @@ class Controller:
 
     async def warm(self, namespaces: list[str] | None) -> None:
         """Fill the children cache before the first decision, so none is taken blind."""
-        for kind in ("deployments", "services"):
+        for kind in ("deployments", "services", "analysisruns"):
             for body in await self.kube.list_children(kind, namespaces):
                 self.cache.put_child(body)
 
@@ -146,7 +154,7 @@ class Controller:
                 self.queue.add_after(key, 0.2)
             except Rejected as exc:
                 M.RECONCILES.labels("rejected").inc()
-                self.rejected.setdefault(key, {})[exc.revision] = str(exc)
+                self.rejected.setdefault(key, {})[exc.subject] = str(exc)
                 self.queue.add(key)  # the engine reports it as InvalidSpec
             except Exception as exc:
                 M.RECONCILES.labels("error").inc()
@@ -240,6 +248,22 @@ class Controller:
                     {"spec": {"replicas": act.replicas}},
                 )
                 self.cache.put_child(body)
+            elif isinstance(act, CreateRun):
+                await self._create_run(ctx, act)
+            elif isinstance(act, TerminateRun):
+                M.API_CALLS.labels("terminate_run").inc()
+                patch = {"spec": {"terminate": True}}
+                written = await self.kube.call(
+                    self.kube.custom.patch_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    "analysisruns",
+                    act.name,
+                    patch,
+                    _content_type="application/merge-patch+json",
+                )
+                self.cache.put_child({**written, "kind": "AnalysisRun"})
             elif isinstance(act, SetTraffic):
                 M.API_CALLS.labels("traffic").inc()
                 for written in await self.router.apply(ctx, act.target):
@@ -254,6 +278,127 @@ class Controller:
                 raise Rejected(act.revision, _api_message(exc)) from exc
             if exc.status in (404, 409, 422):
                 raise Conflict(str(exc.reason)) from exc
+            raise
+
+    async def _create_run(self, ctx: RouteContext, act: CreateRun) -> None:
+        assert ctx.spec is not None
+        try:
+            analysis, where = analysis_for(ctx.spec, act.kind, act.step)
+            wanted = {(t.template_name, t.cluster_scope) for t in analysis.templates}
+            templates = {ref: await self._template(ctx.namespace, *ref) for ref in wanted}
+            metrics, args, retention = merge(analysis, where, templates, act.kind)
+        except AnalysisInvalid as exc:
+            raise Rejected(act.name, str(exc)) from exc
+        body = manifest(
+            ctx.rollout, act.name, act.kind, act.revision, act.step, metrics, args, retention
+        )
+        M.API_CALLS.labels("create_run").inc()
+        written = await self.kube.call(
+            self.kube.custom.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            ctx.namespace,
+            "analysisruns",
+            body,
+        )
+        self.cache.put_child({**written, "kind": "AnalysisRun"})
+        if self.on_run_created is not None:
+            self.on_run_created(written)
+
+    def run_lookup(self, key: tuple[str, str, str]) -> tuple[Body, Body | None] | None:
+        """(namespace, rollout, run) -> the run's body and its Rollout's, from the cache."""
+        body = self.cache.children.get((key[0], key[1]), {}).get(f"AnalysisRun/{key[2]}")
+        return None if body is None else (body, self.cache.rollouts.get((key[0], key[1])))
+
+    async def record_alert(self, alert: AlertAbort) -> str:
+        """A firing alert becomes a Failed AnalysisRun of the revision it hurts."""
+        key = (alert.namespace, alert.rollout)
+        body = self.cache.rollouts.get(key)
+        if body is None:
+            return "no such Rollout"
+        st = _status(body)
+        revision = st.canary_revision if st.canary_revision and not st.abort else ""
+        if not revision and st.post_promotion_run:
+            revision = st.stable_revision  # the bake after promotion: revert to the warm one
+        if not revision:
+            return "nothing to abort: no canary in progress"
+        name = f"{alert.rollout}-{revision}-alert-{alert.fingerprint[:12].lower()}"
+        metric = MetricResult(
+            name=alert.alertname,
+            phase="Failed",
+            count=1,
+            failed=1,
+            consecutive_failed=1,
+            message=f"alert {alert.alertname} firing",
+            measurements=[
+                Measurement(
+                    phase="Failed",
+                    value="firing",
+                    started_at=alert.starts_at or fmt(self.clock()),
+                    finished_at=fmt(self.clock()),
+                    message=f"{alert.summary or 'no summary'}; labels {alert.labels}",
+                )
+            ],
+        )
+        message = f"alert {alert.alertname} firing: {alert.summary or alert.labels}"
+        manifest_body = manifest(body, name, "alert", revision, None, [], [], 1)
+        M.API_CALLS.labels("create_run").inc()
+        try:
+            created = await self.kube.call(
+                self.kube.custom.create_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                alert.namespace,
+                "analysisruns",
+                manifest_body,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return f"already recorded as {name}"
+            raise
+        created["status"] = strip_empty(
+            AnalysisRunStatus(
+                phase="Failed",
+                message=message,
+                started_at=fmt(self.clock()),
+                finished_at=fmt(self.clock()),
+                metric_results=[metric],
+            ).model_dump(by_alias=True)
+        )
+        written = await self.kube.call(
+            self.kube.custom.replace_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            alert.namespace,
+            "analysisruns",
+            name,
+            created,
+        )
+        self.cache.put_child({**written, "kind": "AnalysisRun"})
+        self.queue.add(key)
+        return f"recorded as failed AnalysisRun {name}"
+
+    async def _template(self, namespace: str, name: str, cluster: bool) -> Body | None:
+        try:
+            if cluster:
+                return await self.kube.call(
+                    self.kube.custom.get_cluster_custom_object,
+                    GROUP,
+                    VERSION,
+                    "clusteranalysistemplates",
+                    name,
+                )
+            return await self.kube.call(
+                self.kube.custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                "analysistemplates",
+                name,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
             raise
 
     async def _deploy(self, key: Key, ctx: RouteContext, act: DeploySlot) -> None:
@@ -334,16 +479,7 @@ class Controller:
 
 
 def wire_status(status: RolloutStatus) -> Body:
-    """Status as JSON, without None and empty strings (some API servers store "" as null)."""
-
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if v is not None and v != ""}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    return strip(status.model_dump(by_alias=True))  # type: ignore[no-any-return]
+    return strip_empty(status.model_dump(by_alias=True))
 
 
 def _api_message(exc: ApiException) -> str:

@@ -2,6 +2,7 @@
 
 from sluice.engine.decide import decide
 from sluice.engine.types import (
+    CreateRun,
     Decision,
     DeploySlot,
     EventNote,
@@ -11,10 +12,12 @@ from sluice.engine.types import (
     ScaleSlot,
     SetTraffic,
     SlotObserved,
+    TerminateRun,
     TrafficTarget,
 )
 
 __all__ = [
+    "CreateRun",
     "Decision",
     "DeploySlot",
     "EventNote",
@@ -24,6 +27,7 @@ __all__ = [
     "ScaleSlot",
     "SetTraffic",
     "SlotObserved",
+    "TerminateRun",
     "TrafficTarget",
     "decide",
 ]

@@ -24,11 +24,13 @@ from sluice.api.rollout import (
     SlotStatus,
 )
 from sluice.engine import replicas as rep
+from sluice.engine.gates import PASS, Gate, alert_gate, gate, run_name
 from sluice.engine.hashing import template_hash
 from sluice.engine.timefmt import fmt, fmt_seconds, parse, since
 from sluice.engine.types import (
     SLOTS,
     Action,
+    CreateRun,
     Decision,
     DeploySlot,
     EventNote,
@@ -38,6 +40,7 @@ from sluice.engine.types import (
     ScaleSlot,
     SetTraffic,
     Slot,
+    TerminateRun,
     TrafficTarget,
     other,
 )
@@ -57,6 +60,8 @@ def describe_step(spec: RolloutSpec, index: int) -> str:
     step = steps[index]
     if step.set_weight is not None:
         what = f"setWeight {step.set_weight}"
+    elif step.analysis is not None:
+        what = "analysis"
     elif step.pause is not None and step.pause.duration is not None:
         what = f"pause {step.pause.duration}"
     else:
@@ -78,6 +83,8 @@ class _Decider:
         self.invalid: str | None = None
         self.deadline_exceeded = False
         self.replacing = False  # a new template waits for the stable to be refilled
+        self.wanted_runs: set[str] = set()  # AnalysisRuns that may keep running
+        self.held: Gate | None = None  # an analysis verdict that pauses the rollout
 
     # ------------------------------------------------------------ entry
 
@@ -92,6 +99,10 @@ class _Decider:
         self.revision = template_hash(spec.template)
         if self.revision in self.obs.rejected:
             return self._invalid(f"spec.template: {self.obs.rejected[self.revision]}")
+        ours = f"{self.inp.name}-{self.revision}-"
+        for subject, message in sorted(self.obs.rejected.items()):
+            if subject.startswith(ours):  # an AnalysisRun of this revision that cannot be made
+                return self._invalid(message)
         self.s["observed_generation"] = self.inp.generation
         self.s["selector"] = selector_string(spec.selector)
 
@@ -106,6 +117,7 @@ class _Decider:
         if action:
             self._apply_action(action)
 
+        self._hold_deadline_while_paused()
         if self.s["canary_revision"]:
             if self.s["abort"]:
                 self._aborted()
@@ -115,7 +127,10 @@ class _Decider:
                 self._steps()
         else:
             self._steady()
+        if not self.s["canary_revision"] and self.s["post_promotion_run"]:
+            self._post_promotion()
         self._previous()
+        self._stop_unwanted_runs()
         return self._finish()
 
     # ------------------------------------------------------------ helpers
@@ -150,6 +165,7 @@ class _Decider:
             abort=None,
             pause_start_time=None,
             step_start_time=None,
+            acknowledged_runs=[],
         )
 
     # ------------------------------------------------------------ actions (annotation)
@@ -184,6 +200,7 @@ class _Decider:
         elif action == "retry":
             if running and s["abort"]:
                 s.update(abort=None, current_step_index=0, canary_weight=0, pause_start_time=None)
+                s.update(attempt=s["attempt"] + 1, acknowledged_runs=[])
                 s["step_start_time"] = fmt(self.now)
                 self._event("Retried", f"retrying canary {s['canary_revision']} from step 0")
             else:
@@ -199,6 +216,7 @@ class _Decider:
             target = min(target, self._step_count())
             s.update(current_step_index=target, pause_start_time=None, user_paused=False)
             s["step_start_time"] = fmt(self.now)
+            self._acknowledge_held_runs()
             self._event("Promoted", f"{action} by annotation: {describe_step(self.spec, target)}")
 
     # ------------------------------------------------------------ which version is where
@@ -279,7 +297,7 @@ class _Decider:
                 f"{self._step_count()} steps; {describe_step(self.spec, 0)}",
             )
         self._clear_canary()
-        s.update(canary_revision=self.revision, current_step_index=0)
+        s.update(canary_revision=self.revision, current_step_index=0, attempt=s["attempt"] + 1)
         s["step_start_time"] = fmt(self.now)
         if s["previous"] and s["previous"]["slot"] == self.canary_slot:
             s["previous"] = None  # the warm version's slot now holds the canary
@@ -299,9 +317,9 @@ class _Decider:
             warning=True,
         )
 
-    def _warm(self, slot: Slot, revision: str) -> dict[str, Any] | None:
+    def _warm(self, slot: Slot, revision: str, keep: bool = False) -> dict[str, Any] | None:
         delay = self.spec.strategy.canary.scale_down_delay_seconds
-        if delay <= 0:
+        if delay <= 0 and not keep:
             return None
         until = self.now + timedelta(seconds=delay)
         return PreviousStatus(slot=slot, revision=revision, scale_down_at=fmt(until)).model_dump()
@@ -344,6 +362,9 @@ class _Decider:
         if not previous:
             return
         left = (parse(previous["scale_down_at"]) - self.now).total_seconds()
+        if self.s["post_promotion_run"] and previous["slot"] != self.stable_slot:
+            self.targets[previous["slot"]] = (self.replicas, False)  # the revert target
+            return
         if left <= 0 or previous["slot"] == self.stable_slot:
             self.s["previous"] = None
             self._event("ScaledDown", f"previous revision {previous['revision']} scaled to zero")
@@ -358,6 +379,9 @@ class _Decider:
         canary, stable = self.canary_slot, self.stable_slot
         ready = self._ready(canary, self.revision)
         index: int = s["current_step_index"] or 0
+        if self._analysis_aborts(index):
+            return
+        paused = paused or self.held is not None
         for _ in range(len(steps) + 2):
             if index >= len(steps):
                 if ready >= replicas and not paused:
@@ -374,6 +398,18 @@ class _Decider:
                     )
                     break
                 s["canary_weight"] = step.set_weight
+            elif step.analysis is not None:
+                name = run_name(self.inp.name, self.revision, s["attempt"], "step", index)
+                verdict = self._run_gate(name, "step", index)
+                if verdict.verdict == "abort":
+                    self._abort(verdict.reason, verdict.message)
+                    self._aborted()
+                    return
+                if verdict.verdict == "pause":
+                    self.held = verdict
+                    paused = True
+                if verdict.verdict != "pass":
+                    break
             elif step.pause is not None:
                 if not s["pause_start_time"]:
                     s["pause_start_time"] = fmt(self.now)
@@ -394,6 +430,12 @@ class _Decider:
 
         if s["abort"]:
             return  # the progress deadline aborted it: _aborted() set the targets
+        background = spec.strategy.canary.analysis
+        if background is not None and index >= background.starting_step:
+            # Reached startingStep in this decision: start it now, judge it next time.
+            self._run_gate(
+                run_name(self.inp.name, self.revision, s["attempt"], "background"), "background"
+            )
         goal = self._goal_weight(index)
         want = replicas if index >= len(steps) else rep.canary_replicas(replicas, goal)
         # Canary pods replace stable ones only while the canary takes traffic: a Ready
@@ -404,6 +446,111 @@ class _Decider:
         if index >= len(steps):
             last = self._goal_weight(index - 1) if steps else 0
             self.targets[stable] = (rep.stable_target(replicas, last, serving), False)
+
+    # ------------------------------------------------------------ analysis
+
+    def _run_gate(self, name: str, kind: str, step: int | None = None) -> Gate:
+        """The verdict of run `name`, creating it first when it does not exist yet."""
+        run = self.obs.runs.get(name)
+        if run is None and name not in self.wanted_runs:
+            self.actions.append(
+                CreateRun(name, kind, self.s["canary_revision"] or self.revision, step)
+            )
+            self._event("AnalysisStarted", f"{kind} analysis run {name} started")
+        self.wanted_runs.add(name)
+        return gate(name, run, self.s["acknowledged_runs"])
+
+    def _analysis_aborts(self, index: int) -> bool:
+        """Alerts and background analysis: abort now (True), or hold the steps (self.held)."""
+        verdict = alert_gate(self.obs.runs, self.revision)
+        background = self.spec.strategy.canary.analysis
+        if verdict is PASS and background is not None and index >= background.starting_step:
+            name = run_name(self.inp.name, self.revision, self.s["attempt"], "background")
+            verdict = self._run_gate(name, "background")
+        if verdict.verdict == "abort":
+            self._abort(verdict.reason, verdict.message)
+            self._aborted()
+            return True
+        if verdict.verdict == "pause":
+            self.held = verdict
+        return False
+
+    def _acknowledge_held_runs(self) -> None:
+        """A promote past an inconclusive (or paused-on-error) run accepts it."""
+        held = [
+            name
+            for name, run in self.obs.runs.items()
+            if run.revision == self.revision and run.phase in ("Inconclusive", "Error")
+        ]
+        self.s["acknowledged_runs"] = sorted({*self.s["acknowledged_runs"], *held})
+
+    def _post_promotion(self) -> None:
+        """Bake after promotion: the previous version stays warm until the run passes."""
+        s = self.s
+        name: str = s["post_promotion_run"]
+        verdict = alert_gate(self.obs.runs, s["stable_revision"])
+        if verdict is PASS:
+            self.wanted_runs.add(name)
+            run = self.obs.runs.get(name)
+            if run is None:
+                self.actions.append(CreateRun(name, "postPromotion", s["stable_revision"]))
+                self._event("AnalysisStarted", f"post-promotion analysis run {name} started")
+            verdict = gate(name, run, s["acknowledged_runs"])
+        if verdict.verdict == "pass":
+            s["post_promotion_run"] = None
+            if s["previous"]:
+                delay = self.spec.strategy.canary.scale_down_delay_seconds
+                until = self.now + timedelta(seconds=delay)
+                s["previous"] = {**s["previous"], "scale_down_at": fmt(until)}
+            self._event("AnalysisPassed", f"post-promotion analysis run {name} passed")
+        elif verdict.verdict == "pause":
+            self.held = verdict
+        elif verdict.verdict == "abort":
+            self._revert_promotion(verdict)
+
+    def _revert_promotion(self, verdict: Gate) -> None:
+        """The new stable failed its bake: traffic back to the warm previous version at once."""
+        s = self.s
+        previous = s["previous"]
+        bad, bad_slot = s["stable_revision"], self.stable_slot
+        if not previous:
+            self._event(
+                "AnalysisFailed", f"{verdict.message}; no previous version is warm", warning=True
+            )
+            s["post_promotion_run"] = None
+            return
+        s.update(
+            stable_slot=previous["slot"],
+            stable_revision=previous["revision"],
+            previous=None,
+            post_promotion_run=None,
+        )
+        s.update(canary_revision=bad, current_step_index=self._step_count(), canary_weight=0)
+        self._abort(verdict.reason, f"{verdict.message}; reverted to {previous['revision']}")
+        self.targets = {self.stable_slot: (self.replicas, False)}
+        self.targets[bad_slot] = (self.obs.slots[bad_slot].replicas, False)
+        self._due_in(self.spec.strategy.canary.scale_down_delay_seconds)
+
+    def _stop_unwanted_runs(self) -> None:
+        for name, run in sorted(self.obs.runs.items()):
+            if (
+                run.kind != "alert"
+                and run.phase in ("Pending", "Running")
+                and not run.terminating
+                and name not in self.wanted_runs
+            ):
+                self.actions.append(TerminateRun(name))
+
+    def _hold_deadline_while_paused(self) -> None:
+        """The progress deadline does not run while a human holds the rollout."""
+        s = self.s
+        paused = self.spec.paused or s["user_paused"]
+        if paused and not s["paused_at"]:
+            s["paused_at"] = fmt(self.now)
+        elif not paused and s["paused_at"]:
+            s["paused_at"] = None
+            if s["step_start_time"]:
+                s["step_start_time"] = fmt(self.now)
 
     def _goal_weight(self, index: int) -> int:
         """The weight step `index` moves to (pauses hold the last one; promotion is 100)."""
@@ -433,8 +580,14 @@ class _Decider:
         left, left_revision = self.stable_slot, s["stable_revision"]
         steps = self._step_count()
         s.update(stable_slot=self.canary_slot, stable_revision=self.revision)
-        s["previous"] = self._warm(left, left_revision)
+        self.wanted_runs.clear()  # the canary's analysis ends with it
+        post = self.spec.strategy.canary.post_promotion_analysis is not None
+        s["previous"] = self._warm(left, left_revision, keep=post)
         self._clear_canary()
+        if post:
+            s["post_promotion_run"] = run_name(
+                self.inp.name, self.revision, s["attempt"], "postPromotion"
+            )
         kept = (
             f"; {left_revision} kept warm for {self.spec.strategy.canary.scale_down_delay_seconds}s"
             if s["previous"]
@@ -489,12 +642,23 @@ class _Decider:
             if spec.paused or s["user_paused"]:
                 by = "spec.paused" if spec.paused else "annotation"
                 return "Paused", "PausedByUser", f"paused by {by} at {detail}"
+            if self.held is not None:
+                return "Paused", self.held.reason, f"{self.held.message} ({detail})"
             index = s["current_step_index"] or 0
             steps = spec.strategy.canary.steps
             if index < len(steps) and steps[index].pause is not None:
                 return "Paused", "PauseStep", detail
             return "Progressing", "StepInProgress", detail
         ready = self._ready(self.stable_slot, s["stable_revision"])
+        if self.held is not None:
+            return "Paused", self.held.reason, self.held.message
+        if s["post_promotion_run"]:
+            return (
+                "Progressing",
+                "PostPromotionAnalysis",
+                f"stable {s['stable_revision']} ({ready}/{self.replicas} ready) under "
+                f"post-promotion analysis {s['post_promotion_run']}; previous kept warm",
+            )
         if ready >= self.replicas:
             return (
                 "Healthy",

@@ -56,6 +56,7 @@ class Observed:
     # Revisions whose Deployment the API server refused, with its message (e.g. a
     # container without an image): reported as InvalidSpec instead of retried forever.
     rejected: dict[str, str] = field(default_factory=dict)
+    runs: dict[str, RunObserved] = field(default_factory=dict)  # AnalysisRuns by name
 
 
 # ---------------------------------------------------------------- actions
@@ -88,9 +89,6 @@ class RemoveAction:
     """Delete the consumed sluice.dev/action annotation."""
 
 
-Action = DeploySlot | ScaleSlot | SetTraffic | RemoveAction
-
-
 @dataclass(frozen=True)
 class EventNote:
     """A Kubernetes Event to post about the Rollout."""
@@ -107,3 +105,39 @@ class Decision:
     events: list[EventNote]
     requeue_after: float | None  # seconds until a time-based step is due; None: nothing due
     status_changed: bool
+
+
+# ---------------------------------------------------------------- analysis
+
+
+@dataclass(frozen=True)
+class RunObserved:
+    """An AnalysisRun of this Rollout as last seen."""
+
+    kind: str  # step | background | postPromotion | alert
+    revision: str
+    phase: str  # Pending | Running | Successful | Failed | Error | Inconclusive
+    message: str = ""
+    step: int | None = None
+    on_error: str | None = None  # abort | pause | ignore, when phase is Error
+    terminating: bool = False
+
+
+@dataclass(frozen=True)
+class CreateRun:
+    """Start an AnalysisRun; the handler resolves templates and arguments."""
+
+    name: str
+    kind: str
+    revision: str
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class TerminateRun:
+    """Stop a run that is no longer needed (promotion, abort, new canary)."""
+
+    name: str
+
+
+Action = DeploySlot | ScaleSlot | SetTraffic | RemoveAction | CreateRun | TerminateRun

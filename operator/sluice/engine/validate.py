@@ -37,9 +37,9 @@ def check_spec(spec: RolloutSpec) -> None:
     last_weight, last_index = 0, -1
     for index, step in enumerate(spec.strategy.canary.steps):
         where = f"spec.strategy.canary.steps[{index}]"
-        kinds = [k for k in ("set_weight", "pause") if getattr(step, k) is not None]
+        kinds = [k for k in ("set_weight", "pause", "analysis") if getattr(step, k) is not None]
         if len(kinds) != 1:
-            problems.append(f"{where}: exactly one of setWeight, pause must be set")
+            problems.append(f"{where}: exactly one of setWeight, pause, analysis must be set")
             continue
         if step.set_weight is not None:
             if step.set_weight < last_weight:

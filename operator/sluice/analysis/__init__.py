@@ -1,0 +1,1 @@
+"""Analysis: query templates, built-in triggers, conditions, limits and verdicts (pure)."""

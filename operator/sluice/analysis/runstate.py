@@ -1,0 +1,162 @@
+"""An AnalysisRun's progress as pure functions: what is due, and what a measurement changes.
+
+Limits per metric: more than `failureLimit` failures, or `consecutiveFailureLimit`
+failures in a row, fail it; more than `inconclusiveLimit` inconclusive answers make
+it Inconclusive; more than `consecutiveErrorLimit` provider errors in a row make it
+Error (unless `onProviderError: ignore`). A metric that took its `count`
+measurements without any of that is Successful. The run takes the worst verdict.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sluice.api.analysis import (
+    AnalysisRunSpec,
+    AnalysisRunStatus,
+    Measurement,
+    Metric,
+    MetricResult,
+)
+from sluice.api.duration import parse_duration
+from sluice.engine.timefmt import fmt, parse
+
+TERMINAL = ("Successful", "Failed", "Error", "Inconclusive")
+_SEVERITY = ("Failed", "Error", "Inconclusive", "Running", "Pending", "Successful")
+
+
+def _result(status: AnalysisRunStatus, name: str) -> MetricResult | None:
+    return next((r for r in status.metric_results if r.name == name), None)
+
+
+def start(spec: AnalysisRunSpec, now: datetime) -> AnalysisRunStatus:
+    """The status of a run that begins now: every metric Running, first measurements due."""
+    results = []
+    for metric in spec.metrics:
+        delay = parse_duration(metric.initial_delay) if metric.initial_delay is not None else 0.0
+        results.append(
+            MetricResult(
+                name=metric.name, phase="Running", next_at=fmt(now + timedelta(seconds=delay))
+            )
+        )
+    return AnalysisRunStatus(phase="Running", started_at=fmt(now), metric_results=results)
+
+
+def due(
+    spec: AnalysisRunSpec, status: AnalysisRunStatus, now: datetime
+) -> tuple[list[Metric], float | None]:
+    """Metrics to measure now, and seconds until the next one is due (None: nothing left)."""
+    if status.phase in TERMINAL or spec.terminate:
+        return [], None
+    ready: list[Metric] = []
+    wait: float | None = None
+    for metric in spec.metrics:
+        result = _result(status, metric.name)
+        if result is None or result.phase in TERMINAL or result.next_at is None:
+            continue
+        left = (parse(result.next_at) - now).total_seconds()
+        if left <= 0:
+            ready.append(metric)
+        else:
+            wait = left if wait is None else min(wait, left)
+    return ready, wait
+
+
+def _metric_phase(metric: Metric, r: dict[str, Any]) -> tuple[str, str]:
+    limit = metric.total_failure_limit()
+    last = r["measurements"][-1]["message"] if r["measurements"] else ""
+    if (
+        metric.consecutive_failure_limit
+        and r["consecutive_failed"] >= metric.consecutive_failure_limit
+    ):
+        return (
+            "Failed",
+            f"{r['consecutive_failed']} failed in a row "
+            f"(consecutiveFailureLimit {metric.consecutive_failure_limit}): {last}",
+        )
+    if limit is not None and r["failed"] > limit:
+        return "Failed", f"{r['failed']} failed (failureLimit {limit}): {last}"
+    if r["inconclusive"] > metric.inconclusive_limit:
+        return (
+            "Inconclusive",
+            f"{r['inconclusive']} inconclusive "
+            f"(inconclusiveLimit {metric.inconclusive_limit}): {last}",
+        )
+    if (
+        metric.on_provider_error != "ignore"
+        and r["consecutive_error"] > metric.consecutive_error_limit
+    ):
+        return (
+            "Error",
+            f"{r['consecutive_error']} provider errors in a row "
+            f"(consecutiveErrorLimit {metric.consecutive_error_limit}): {last}",
+        )
+    wanted = metric.measurements_wanted()
+    if wanted is not None and r["count"] - r["error"] >= wanted:
+        return "Successful", f"{r['successful']}/{r['count']} successful: {last}"
+    return "Running", last
+
+
+def record(
+    spec: AnalysisRunSpec, status: AnalysisRunStatus, metric: Metric, m: Measurement, now: datetime
+) -> AnalysisRunStatus:
+    """The run after `metric` got measurement `m` at `now`."""
+    results = []
+    for current in status.metric_results:
+        if current.name != metric.name:
+            results.append(current)
+            continue
+        r = current.model_dump()
+        r["count"] += 1
+        r["measurements"] = [*r["measurements"], m.model_dump()][-spec.measurement_retention :]
+        if m.phase == "Error":
+            r["error"] += 1
+            r["consecutive_error"] += 1
+        else:
+            r["consecutive_error"] = 0
+            key = {"Successful": "successful", "Failed": "failed", "Inconclusive": "inconclusive"}
+            r[key[m.phase]] += 1
+            r["consecutive_failed"] = r["consecutive_failed"] + 1 if m.phase == "Failed" else 0
+        r["phase"], r["message"] = _metric_phase(metric, r)
+        interval = parse_duration(metric.interval) if metric.interval is not None else 0.0
+        if r["phase"] in TERMINAL:
+            r["next_at"] = None
+        else:  # errors are retried at the interval too (at once when there is none)
+            r["next_at"] = fmt(now + timedelta(seconds=interval))
+        results.append(MetricResult.model_validate(r))
+    return verdict(spec, status.model_copy(update={"metric_results": results}), now)
+
+
+def verdict(spec: AnalysisRunSpec, status: AnalysisRunStatus, now: datetime) -> AnalysisRunStatus:
+    """The run's phase: the worst of its metrics; a terminated run ends Successful if clean."""
+    results = list(status.metric_results)
+    if spec.terminate:
+        results = [
+            r.model_copy(
+                update={
+                    "phase": "Successful",
+                    "next_at": None,
+                    "message": r.message or "terminated",
+                }
+            )
+            if r.phase in ("Running", "Pending")
+            else r
+            for r in results
+        ]
+    worst = min(results, key=lambda r: _SEVERITY.index(r.phase), default=None)
+    phase = worst.phase if worst else "Successful"
+    message = f"{worst.name}: {worst.message}" if worst and phase != "Running" else ""
+    on_error = None
+    if phase == "Error" and worst is not None:
+        on_error = next(m.on_provider_error for m in spec.metrics if m.name == worst.name)
+    finished = status.finished_at or (fmt(now) if phase in TERMINAL else None)
+    return status.model_copy(
+        update={
+            "phase": phase,
+            "message": message,
+            "metric_results": results,
+            "finished_at": finished,
+            "on_error": on_error,
+        }
+    )

@@ -1,0 +1,135 @@
+"""AnalysisRun manifests: templates and inline metrics merged, arguments checked, once.
+
+Everything that can be wrong with an analysis (a missing template, an argument
+without a value, a placeholder nobody fills, a condition that does not parse, a
+step analysis that would never end) is found here, before the run exists, and
+reported as InvalidSpec by the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from sluice.analysis.expr import ExprError, compile_condition
+from sluice.analysis.template import BUILTINS, placeholders
+from sluice.analysis.triggers import question
+from sluice.api.analysis import (
+    AnalysisRunSpec,
+    AnalysisTemplateSpec,
+    Arg,
+    Metric,
+    RolloutAnalysis,
+)
+from sluice.api.rollout import GROUP, VERSION, RolloutSpec
+from sluice.cluster import labels as L
+from sluice.cluster.children import owner_reference
+
+Body = dict[str, Any]
+
+
+class AnalysisInvalid(ValueError):
+    """The analysis cannot run; the message names the field."""
+
+
+def analysis_for(spec: RolloutSpec, kind: str, step: int | None) -> tuple[RolloutAnalysis, str]:
+    canary = spec.strategy.canary
+    if kind == "step" and step is not None:
+        found = canary.steps[step].analysis
+        where = f"spec.strategy.canary.steps[{step}].analysis"
+    elif kind == "background":
+        found, where = canary.analysis, "spec.strategy.canary.analysis"
+    else:
+        found, where = canary.post_promotion_analysis, "spec.strategy.canary.postPromotionAnalysis"
+    if found is None:
+        raise AnalysisInvalid(f"{where}: not set")
+    return found, where
+
+
+def merge(
+    analysis: RolloutAnalysis,
+    where: str,
+    templates: dict[tuple[str, bool], Body | None],
+    kind: str,
+) -> tuple[list[Metric], list[Arg], int]:
+    """Metrics, arguments (template defaults overridden by the Rollout's) and retention."""
+    metrics: list[Metric] = []
+    args: dict[str, Arg] = {}
+    retention = 10
+    for i, ref in enumerate(analysis.templates):
+        body = templates.get((ref.template_name, ref.cluster_scope))
+        what = "ClusterAnalysisTemplate" if ref.cluster_scope else "AnalysisTemplate"
+        if body is None:
+            raise AnalysisInvalid(f"{where}.templates[{i}]: {what} {ref.template_name!r} not found")
+        try:
+            tspec = AnalysisTemplateSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            raise AnalysisInvalid(f"{what} {ref.template_name}: {exc.errors()[0]['msg']}") from None
+        metrics += tspec.metrics
+        for arg in tspec.args:
+            args.setdefault(arg.name, arg)
+        retention = max(retention, tspec.measurement_retention)
+    metrics += analysis.metrics
+    for arg in analysis.args:
+        args[arg.name] = arg
+    names = [m.name for m in metrics]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise AnalysisInvalid(f"{where}: metric names repeat: {', '.join(duplicates)}")
+    if not metrics:
+        raise AnalysisInvalid(f"{where}: no metrics (give templates or metrics)")
+    check(metrics, args, where, kind)
+    return metrics, list(args.values()), retention
+
+
+def check(metrics: list[Metric], args: dict[str, Arg], where: str, kind: str) -> None:
+    known = set(BUILTINS) | {f"args.{n}" for n, a in args.items() if a.value or a.value_from}
+    for m in metrics:
+        q = question(m)
+        for text in filter(None, (q.query, q.baseline)):
+            missing = sorted(placeholders(text) - known)
+            if missing:
+                raise AnalysisInvalid(
+                    f"{where}: metric {m.name}: no value for {', '.join(missing)}"
+                )
+        for cond in filter(None, (q.success, q.failure)):
+            try:
+                compile_condition(cond)
+            except ExprError as exc:
+                raise AnalysisInvalid(f"{where}: metric {m.name}: {exc}") from None
+        if kind == "step" and m.measurements_wanted() is None:
+            raise AnalysisInvalid(
+                f"{where}: metric {m.name}: a step analysis with an interval needs a count"
+            )
+
+
+def manifest(
+    rollout: Body,
+    name: str,
+    kind: str,
+    revision: str,
+    step: int | None,
+    metrics: list[Metric],
+    args: list[Arg],
+    retention: int,
+) -> Body:
+    spec = AnalysisRunSpec(
+        metrics=metrics,
+        args=args,
+        measurement_retention=retention,
+        kind=kind,
+        step=step,
+        revision=revision,
+    )
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AnalysisRun",
+        "metadata": {
+            "name": name,
+            "namespace": rollout["metadata"]["namespace"],
+            "labels": {L.ROLLOUT: rollout["metadata"]["name"], L.REVISION: revision},
+            "ownerReferences": [owner_reference(rollout)],
+        },
+        "spec": spec.model_dump(by_alias=True, exclude_none=True),
+    }

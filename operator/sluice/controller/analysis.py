@@ -1,0 +1,324 @@
+"""The analysis executor: takes the measurements AnalysisRuns are due for, writes their status.
+
+One queue and one timer heap for all runs (like the Rollouts'): a run is woken when
+its next measurement is due; the queries of one run go out together; a verdict
+wakes the owning Rollout at once, without waiting for the watch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from sluice import logs
+from sluice import telemetry as M
+from sluice.analysis import runstate
+from sluice.analysis.judge import judge, shown
+from sluice.analysis.template import TemplateError, builtin_values, render
+from sluice.analysis.triggers import question
+from sluice.api.analysis import AnalysisRunSpec, AnalysisRunStatus, Arg, Measurement, Metric
+from sluice.api.duration import parse_duration
+from sluice.api.rollout import GROUP, VERSION
+from sluice.cluster import labels as L
+from sluice.cluster.kube import Kube
+from sluice.cluster.wire import strip_empty
+from sluice.engine.timefmt import fmt
+from sluice.metrics.base import MetricProvider, ProviderError
+from sluice.metrics.prometheus import PrometheusProvider
+
+log = logs.get("sluice.analysis")
+
+Body = dict[str, Any]
+RunKey = tuple[str, str, str]  # (namespace, rollout, run name)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SecretReader:
+    """Secrets for provider credentials and args, read when needed and kept a minute."""
+
+    def __init__(self, kube: Kube, ttl: float = 60.0) -> None:
+        self.kube, self.ttl = kube, ttl
+        self._cache: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+
+    async def value(self, namespace: str, name: str, key: str) -> str:
+        import base64
+
+        hit = self._cache.get((namespace, name))
+        if hit is None or time.monotonic() - hit[0] > self.ttl:
+            body = await self.kube.raw(self.kube.core.read_namespaced_secret, name, namespace)
+            data = {k: base64.b64decode(v).decode() for k, v in (body.get("data") or {}).items()}
+            hit = (time.monotonic(), data)
+            self._cache[(namespace, name)] = hit
+        if key not in hit[1]:
+            raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
+        return hit[1][key]
+
+
+def field_value(rollout: Body, path: str) -> str:
+    """A Rollout field by a dotted path; `metadata.labels['a.b/c']` style keys too."""
+    import re
+
+    node: Any = rollout
+    for part in re.findall(r"[^.\[\]']+|\['([^']*)'\]", path) or []:
+        key = part
+        node = node.get(key) if isinstance(node, dict) else None
+        if node is None:
+            raise KeyError(f"fieldRef {path}: not found in the Rollout")
+    return str(node)
+
+
+class AnalysisExecutor:
+    def __init__(
+        self,
+        kube: Kube,
+        cache_lookup: Callable[[RunKey], tuple[Body, Body | None] | None],
+        wake_rollout: Callable[[tuple[str, str]], None],
+        store: Callable[[Body], object],
+        workers: int = 8,
+        clock: Callable[[], datetime] = _utcnow,
+        provider_factory: Callable[..., Awaitable[MetricProvider]] | None = None,
+    ) -> None:
+        from sluice.controller.workqueue import WorkQueue
+
+        self.kube = kube
+        self.lookup = cache_lookup  # run key -> (run body, owning rollout body)
+        self.wake_rollout = wake_rollout
+        self.store = store  # put a body we wrote into the watch cache
+        self.queue: WorkQueue[RunKey] = WorkQueue()
+        self.workers = workers
+        self.clock = clock
+        self.secrets = SecretReader(kube)
+        self.provider_factory = provider_factory or self._prometheus
+        self.tasks: list[asyncio.Task[None]] = []
+        self.providers: dict[tuple[Any, ...], MetricProvider] = {}
+
+    def run_event(self, kind: str | None, body: Body) -> None:
+        owner = owner_of(body)
+        if owner is None:
+            return
+        key = (body["metadata"]["namespace"], owner, body["metadata"]["name"])
+        if kind == "DELETED":
+            self.queue.forget(key)
+        else:
+            self.queue.add(key)
+
+    def start(self) -> None:
+        self.tasks = [asyncio.create_task(self.queue.run_timers(), name="analysis-timers")]
+        self.tasks += [
+            asyncio.create_task(self._worker(), name=f"analysis-{i}") for i in range(self.workers)
+        ]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.step(key)
+            except Exception as exc:
+                log.warning(
+                    "analysis step failed; retrying",
+                    run=key[2],
+                    namespace=key[0],
+                    error=str(exc)[:300],
+                )
+                self.queue.add_after(key, 2.0)
+            finally:
+                self.queue.done(key)
+
+    # ------------------------------------------------------------ one run
+
+    async def step(self, key: RunKey) -> None:
+        found = self.lookup(key)
+        if found is None:
+            return
+        body, rollout = found
+        try:
+            spec = AnalysisRunSpec.model_validate(body.get("spec") or {})
+            status = AnalysisRunStatus.model_validate(body.get("status") or {})
+        except ValidationError as exc:
+            log.warning("analysis run unreadable", run=key[2], error=str(exc)[:300])
+            return
+        now = self.clock()
+        before = status.phase
+        if status.started_at is None:
+            status = runstate.start(spec, now)
+        if spec.terminate and status.phase not in runstate.TERMINAL:
+            status = runstate.verdict(spec, status, now)
+        due, _ = runstate.due(spec, status, now)
+        if due and rollout is not None:
+            measured = await asyncio.gather(*(self.measure(spec, m, rollout) for m in due))
+            now = self.clock()
+            for metric, measurement in zip(due, measured, strict=True):
+                status = runstate.record(spec, status, metric, measurement, now)
+                M.MEASUREMENTS.labels(measurement.phase).inc()
+        if status != AnalysisRunStatus.model_validate(body.get("status") or {}):
+            await self._write(key, body, status)
+        if status.phase != before and rollout is not None:
+            log.info(
+                "analysis verdict",
+                run=key[2],
+                namespace=key[0],
+                phase=status.phase,
+                message=status.message,
+            )
+            self.wake_rollout((key[0], key[1]))
+        _, wait = runstate.due(spec, status, self.clock())
+        if wait is not None:
+            self.queue.add_after(key, wait)
+
+    async def _write(self, key: RunKey, body: Body, status: AnalysisRunStatus) -> None:
+        meta = body["metadata"]
+        payload = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "AnalysisRun",
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "spec": body.get("spec"),
+            "status": strip_empty(status.model_dump(by_alias=True)),
+        }
+        M.API_CALLS.labels("analysis_status").inc()
+        try:
+            written = await self.kube.call(
+                self.kube.custom.replace_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                "analysisruns",
+                meta["name"],
+                payload,
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                self.queue.add_after(key, 0.2)
+                return
+            raise
+        self.store({**written, "kind": "AnalysisRun"})
+
+    # ------------------------------------------------------------ one measurement
+
+    async def measure(self, spec: AnalysisRunSpec, metric: Metric, rollout: Body) -> Measurement:
+        started = self.clock()
+        q = question(metric)
+        query = q.query
+        try:
+            values = await self._values(spec, rollout)
+            query = render(q.query, values)
+            baseline_query = render(q.baseline, values) if q.baseline else None
+            provider = await self.provider_factory(metric, rollout["metadata"]["namespace"])
+            prom = metric.provider.prometheus
+            window: str | None = None
+            if prom.range is not None:
+                start = started - timedelta(seconds=parse_duration(prom.range.window))
+                step = parse_duration(prom.range.step)
+                window = f"{fmt(start)}..{fmt(started)} step {prom.range.step}"
+                result = await provider.query_range(query, start, started, step)
+                base = (
+                    await provider.query_range(baseline_query, start, started, step)
+                    if baseline_query
+                    else None
+                )
+            else:
+                window = f"at {fmt(started)}"
+                result = await provider.query(query, started)
+                base = await provider.query(baseline_query, started) if baseline_query else None
+        except (ProviderError, TemplateError, KeyError, ApiException, OSError) as exc:
+            reason = exc.reason if isinstance(exc, ApiException) else exc
+            return Measurement(
+                phase="Error",
+                query=query,
+                started_at=fmt(started),
+                finished_at=fmt(self.clock()),
+                message=f"error: {reason}",
+            )
+        phase, message = judge(q, result.values, base.values if base else None, metric.empty_result)
+        return Measurement(
+            phase=phase,
+            value=shown(result.values) if result.values else "",
+            baseline=shown(base.values) if base and base.values else None,
+            query=query,
+            window=window,
+            started_at=fmt(started),
+            finished_at=fmt(self.clock()),
+            message=f"{message}; query `{query}` {window}",
+        )
+
+    async def _values(self, spec: AnalysisRunSpec, rollout: Body) -> dict[str, str]:
+        st = rollout.get("status") or {}
+        canary_slot = (st.get("canary") or {}).get("slot") or (
+            "b" if st.get("stableSlot") == "a" else "a"
+        )
+        values = builtin_values(
+            rollout["metadata"]["name"],
+            rollout["metadata"]["namespace"],
+            spec.revision,
+            st.get("stableRevision", ""),
+            canary_slot,
+            st.get("stableSlot") or "a",
+        )
+        for arg in spec.args:
+            values[f"args.{arg.name}"] = await self._arg(arg, rollout)
+        return values
+
+    async def _arg(self, arg: Arg, rollout: Body) -> str:
+        if arg.value is not None:
+            return arg.value
+        source = arg.value_from
+        if source is not None and source.secret_key_ref is not None:
+            ref = source.secret_key_ref
+            return await self.secrets.value(rollout["metadata"]["namespace"], ref.name, ref.key)
+        if source is not None and source.field_ref is not None:
+            return field_value(rollout, source.field_ref.field_path)
+        raise KeyError(f"argument {arg.name} has no value")
+
+    async def _prometheus(self, metric: Metric, namespace: str) -> MetricProvider:
+        prom = metric.provider.prometheus
+        headers = {h.name: h.value for h in prom.headers}
+        if prom.bearer_token_secret_ref is not None:
+            ref = prom.bearer_token_secret_ref
+            token = await self.secrets.value(namespace, ref.name, ref.key)
+            headers["Authorization"] = f"Bearer {token}"
+        basic = None
+        if prom.basic_auth_secret_ref is not None:
+            ref2 = prom.basic_auth_secret_ref
+            basic = (
+                await self.secrets.value(namespace, ref2.name, ref2.username_key),
+                await self.secrets.value(namespace, ref2.name, ref2.password_key),
+            )
+        ca = None
+        if prom.ca_secret_ref is not None:
+            ca = await self.secrets.value(
+                namespace, prom.ca_secret_ref.name, prom.ca_secret_ref.key
+            )
+        key = (prom.address, prom.timeout, tuple(sorted(headers.items())), basic, ca, prom.insecure)
+        provider = self.providers.get(key)
+        if provider is None:  # one per configuration, so connections are reused
+            provider = PrometheusProvider(
+                prom.address,
+                timeout=parse_duration(prom.timeout),
+                headers=headers,
+                basic_auth=basic,
+                ca_pem=ca,
+                insecure=prom.insecure,
+            )
+            self.providers[key] = provider
+        return provider
+
+
+def owner_of(body: Body) -> str | None:
+    return (body["metadata"].get("labels") or {}).get(L.ROLLOUT)
