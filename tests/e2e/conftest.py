@@ -144,6 +144,7 @@ class Operator:
         self.kubeconfig, self.namespace, self.log = kubeconfig, namespace, log
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.args: list[str] = []  # extra `sluice run` flags, set before start()
 
     def start(self) -> None:
         with socket.socket() as sock:
@@ -164,6 +165,7 @@ class Operator:
                 "--port",
                 str(self.port),
                 "--log-json",
+                *self.args,
             ],
             stdout=handle,
             stderr=subprocess.STDOUT,

@@ -46,8 +46,9 @@ def error_rate(t: ErrorRate) -> Question:
     metric = t.metric or ("istio_requests_total" if t.preset == "istio" else "http_requests_total")
     code = t.code_label or ("response_code" if t.preset == "istio" else "code")
     sel, window = _selector(t), _window(t.window)
+    # No 5xx series at all is a ratio of 0, not "no data"; no traffic at all stays no data.
     query = (
-        f'sum(rate({metric}{{{sel}, {code}=~"5.."}}[{window}])) / '
+        f'(sum(rate({metric}{{{sel}, {code}=~"5.."}}[{window}])) or vector(0)) / '
         f"sum(rate({metric}{{{sel}}}[{window}]))"
     )
     return Question(query, success=f"result <= {t.max!r}", failure=None)

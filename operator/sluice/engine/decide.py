@@ -298,6 +298,7 @@ class _Decider:
             )
         self._clear_canary()
         s.update(canary_revision=self.revision, current_step_index=0, attempt=s["attempt"] + 1)
+        s["post_promotion_run"] = None  # the stable's bake ends: its warm slot takes the canary
         s["step_start_time"] = fmt(self.now)
         if s["previous"] and s["previous"]["slot"] == self.canary_slot:
             s["previous"] = None  # the warm version's slot now holds the canary
@@ -307,7 +308,7 @@ class _Decider:
         back: Slot = s["previous"]["slot"]
         left, left_revision = self.stable_slot, s["stable_revision"]
         self._clear_canary()
-        s.update(stable_slot=back, stable_revision=self.revision)
+        s.update(stable_slot=back, stable_revision=self.revision, post_promotion_run=None)
         s["previous"] = self._warm(left, left_revision)
         self._event(
             "RolledBack",
@@ -331,6 +332,7 @@ class _Decider:
             reason=reason, message=message, time=fmt(self.now), revision=self.s["canary_revision"]
         ).model_dump()
         self.s.update(canary_weight=0, pause_start_time=None)
+        self.wanted_runs.clear()  # an aborted canary's analysis ends with it, now
         self._event("Aborted", f"{reason}: {message}; traffic back to stable", warning=True)
 
     def _refill_stable(self) -> None:
@@ -430,8 +432,7 @@ class _Decider:
 
         if s["abort"]:
             return  # the progress deadline aborted it: _aborted() set the targets
-        background = spec.strategy.canary.analysis
-        if background is not None and index >= background.starting_step:
+        if self._background_due(index):
             # Reached startingStep in this decision: start it now, judge it next time.
             self._run_gate(
                 run_name(self.inp.name, self.revision, s["attempt"], "background"), "background"
@@ -463,8 +464,7 @@ class _Decider:
     def _analysis_aborts(self, index: int) -> bool:
         """Alerts and background analysis: abort now (True), or hold the steps (self.held)."""
         verdict = alert_gate(self.obs.runs, self.revision)
-        background = self.spec.strategy.canary.analysis
-        if verdict is PASS and background is not None and index >= background.starting_step:
+        if verdict is PASS and self._background_due(index):
             name = run_name(self.inp.name, self.revision, self.s["attempt"], "background")
             verdict = self._run_gate(name, "background")
         if verdict.verdict == "abort":
@@ -474,6 +474,16 @@ class _Decider:
         if verdict.verdict == "pause":
             self.held = verdict
         return False
+
+    def _background_due(self, index: int) -> bool:
+        """From startingStep on, once the canary takes traffic: before that there is nothing
+        to measure, and "no data" would only make the analysis inconclusive."""
+        background = self.spec.strategy.canary.analysis
+        return (
+            background is not None
+            and index >= background.starting_step
+            and self.s["canary_weight"] > 0
+        )
 
     def _acknowledge_held_runs(self) -> None:
         """A promote past an inconclusive (or paused-on-error) run accepts it."""
@@ -532,6 +542,16 @@ class _Decider:
         self._due_in(self.spec.strategy.canary.scale_down_delay_seconds)
 
     def _stop_unwanted_runs(self) -> None:
+        # Asked for earlier in this decision, then ended by it (a promotion, an abort): the
+        # run would only be started to be stopped, so it is not started at all.
+        for act in [a for a in self.actions if isinstance(a, CreateRun)]:
+            if act.name not in self.wanted_runs:
+                self.actions.remove(act)
+                self.events = [
+                    e
+                    for e in self.events
+                    if not (e.reason == "AnalysisStarted" and act.name in e.message.split())
+                ]
         for name, run in sorted(self.obs.runs.items()):
             if (
                 run.kind != "alert"

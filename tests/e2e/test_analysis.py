@@ -1,0 +1,305 @@
+"""Analysis live: the operator, the local control plane, a real Prometheus scraping the demo
+app every second, and the app's health changed while the canary takes traffic.
+
+The demo app runs as two local processes, one labelled as the stable revision and one as
+the canary (label sluice_dev_revision, as a labelmap of pod labels would give); pods on the
+local control plane run no containers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.e2e.conftest import EXAMPLES, Cluster, Operator, wait_for
+from tests.support.prometheus import PrometheusServer, free_port
+
+from sluice.engine.hashing import template_hash
+
+pytestmark = pytest.mark.e2e
+
+DEMO = EXAMPLES / "demo-app" / "app.py"
+
+
+class DemoApp:
+    def __init__(self, name: str) -> None:
+        self.name, self.port = name, free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(DEMO), "--port", str(self.port), "--load", "40"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(f"demo app {name}", self._up, timeout=15)
+
+    def _up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def set(self, **state: float) -> None:
+        query = "&".join(f"{k}={v}" for k, v in state.items())
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/admin?{query}", method="POST")
+        urllib.request.urlopen(req, timeout=2).read()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def manifests(prometheus_url: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The example template and Rollout, pointed at the test's Prometheus."""
+    text = (EXAMPLES / "analysis" / "http-health-template.yaml").read_text()
+    template = yaml.safe_load(text.replace("http://prometheus.monitoring:9090", prometheus_url))
+    rollout = yaml.safe_load((EXAMPLES / "analysis" / "rollout-analysis.yaml").read_text())
+    return [template], rollout
+
+
+def v2(rollout: dict[str, Any]) -> dict[str, Any]:
+    new = copy.deepcopy(rollout)
+    new["spec"]["template"]["spec"]["containers"][0]["image"] = "demo-app:2"
+    return new
+
+
+class Stage:
+    """Everything one analysis test needs, started in order and torn down in reverse."""
+
+    def __init__(self, cluster: Cluster, tmp: Path, operator_args: list[str]) -> None:
+        self.cluster = cluster
+        self.stable, self.canary = DemoApp("stable"), DemoApp("canary")
+        self.prometheus = PrometheusServer(workdir=tmp / "prometheus")
+        self.templates, self.rollout = manifests(self.prometheus.url)
+        self.revisions = (
+            template_hash(self.rollout["spec"]["template"]),
+            template_hash(v2(self.rollout)["spec"]["template"]),
+        )
+        self.prometheus.set_targets(
+            [
+                (
+                    "demo",
+                    f"127.0.0.1:{self.stable.port}",
+                    {"sluice_dev_revision": self.revisions[0]},
+                ),
+                (
+                    "demo",
+                    f"127.0.0.1:{self.canary.port}",
+                    {"sluice_dev_revision": self.revisions[1]},
+                ),
+            ]
+        )
+        self.prometheus.start()
+        self.operator = Operator(cluster.kubeconfig, cluster.namespace, tmp / "operator.log")
+        self.operator.args = operator_args
+        self.operator.start()
+
+    def apply(self, body: dict[str, Any]) -> None:
+        self.cluster.kubectl("apply", "-f", "-", stdin=json.dumps(body))
+
+    def start_canary(self) -> None:
+        for template in self.templates:
+            self.apply(template)
+        self.apply(self.rollout)
+        wait_for(
+            "stable Healthy",
+            lambda: self.cluster.status("shop").get("phase") == "Healthy",
+            timeout=90,
+        )
+        assert self.cluster.status("shop")["stableRevision"] == self.revisions[0]
+        self.apply(v2(self.rollout))
+
+    def run(self, name: str = "bg") -> dict[str, Any]:
+        runs = json.loads(self.cluster.kubectl("get", "analysisruns.sluice.dev", "-o", "json"))
+        found = [r for r in runs["items"] if r["metadata"]["name"].endswith(name)]
+        assert found, f"no AnalysisRun ending in {name}"
+        return dict(found[-1])
+
+    def close(self) -> None:
+        self.operator.stop()
+        self.prometheus.close()
+        self.stable.stop()
+        self.canary.stop()
+
+
+@pytest.fixture
+def stage(cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stage]:
+    args = getattr(request, "param", [])
+    s = Stage(cluster, tmp_path, args)
+    yield s
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        sys.stderr.write(s.operator.log.read_text()[-15000:])
+    s.close()
+
+
+def aborted(stage: Stage, reason: str) -> dict[str, Any]:
+    wait_for(
+        f"aborted ({reason})",
+        lambda: stage.cluster.status("shop").get("phase") == "Degraded",
+        timeout=60,
+    )
+    st = stage.cluster.status("shop")
+    assert st["abort"]["reason"] == reason, st["abort"]
+    assert st["canaryWeight"] == 0
+    assert stage.cluster.selector("shop")["sluice.dev/slot"] == st["stableSlot"]
+    return dict(st)
+
+
+def test_a_healthy_canary_is_promoted(stage: Stage) -> None:
+    stage.start_canary()
+    wait_for(
+        "Completed",
+        lambda: stage.cluster.condition("Completed", "shop").get("status") == "True",
+        timeout=90,
+    )
+    run = stage.run("bg")
+    results = {m["name"]: m for m in run["status"]["metricResults"]}
+    assert set(results) == {"error-rate", "p99-latency", "circuit-breakers"}
+    assert results["error-rate"]["successful"] >= 2
+    measurement = results["error-rate"]["measurements"][-1]
+    assert stage.revisions[1] in measurement["query"]  # the canary's series, escaped and sent
+    assert run["spec"]["terminate"] is True  # stopped at promotion
+
+
+def test_a_canary_at_20_percent_errors_is_aborted(stage: Stage) -> None:
+    stage.start_canary()
+    wait_for("canary at 50", lambda: stage.cluster.status("shop").get("canaryWeight") == 50)
+    stage.canary.set(error_rate=0.2)
+    st = aborted(stage, "AnalysisFailed")
+    message = st["abort"]["message"]
+    for part in ("error-rate", "result=", "result <= 0.05", "http_requests_total", "at 20"):
+        assert part in message, message
+    events = [e for e in stage.cluster.events("shop") if e["reason"] == "Aborted"]
+    assert events and "error-rate" in events[0]["message"]
+    assert stage.run("bg")["status"]["phase"] == "Failed"
+
+
+def test_a_p99_regression_is_aborted(stage: Stage) -> None:
+    stage.start_canary()
+    wait_for("canary at 50", lambda: stage.cluster.status("shop").get("canaryWeight") == 50)
+    stage.canary.set(latency=0.3)
+    st = aborted(stage, "AnalysisFailed")
+    assert "p99-latency" in st["abort"]["message"]
+    assert "histogram_quantile(0.99" in st["abort"]["message"]
+
+
+def test_an_open_circuit_breaker_is_aborted(stage: Stage) -> None:
+    stage.start_canary()
+    wait_for("canary at 50", lambda: stage.cluster.status("shop").get("canaryWeight") == 50)
+    stage.canary.set(breakers=2)
+    st = aborted(stage, "AnalysisFailed")
+    assert "circuit-breakers" in st["abort"]["message"]
+
+
+@pytest.mark.parametrize("policy", ["abort", "pause", "ignore"])
+def test_prometheus_outage_follows_on_provider_error(stage: Stage, policy: str) -> None:
+    for metric in stage.templates[0]["spec"]["metrics"]:
+        metric.update(onProviderError=policy, consecutiveErrorLimit=1)
+        metric["provider"]["prometheus"]["timeout"] = "1s"
+    stage.start_canary()
+    wait_for("canary at 50", lambda: stage.cluster.status("shop").get("canaryWeight") == 50)
+    stage.prometheus.kill()
+    if policy == "abort":
+        st = aborted(stage, "AnalysisError")
+        assert "provider errors in a row" in st["abort"]["message"]
+    elif policy == "pause":
+        wait_for(
+            "paused",
+            lambda: stage.cluster.condition("Paused", "shop").get("reason") == "AnalysisError",
+            timeout=60,
+        )
+        assert stage.cluster.status("shop")["canaryWeight"] == 50  # held, not reverted
+    else:
+        wait_for(
+            "Completed despite the outage",
+            lambda: stage.cluster.condition("Completed", "shop").get("status") == "True",
+            timeout=90,
+        )
+        errors = {m["name"]: m["error"] for m in stage.run("bg")["status"]["metricResults"]}
+        assert all(n >= 1 for n in errors.values()), errors
+
+
+TOKEN = "s3cret-token"
+
+
+def post_alert(stage: Stage, token: str | None, body: Any) -> tuple[int, dict[str, Any]]:
+    data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{stage.operator.port}/v1/alerts", data=data, headers=headers
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def alert(namespace: str) -> dict[str, Any]:
+    return {
+        "version": "4",
+        "status": "firing",
+        "receiver": "sluice",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {
+                    "alertname": "CanaryErrorRateHigh",
+                    "sluice_action": "abort",
+                    "namespace": namespace,
+                    "rollout": "shop",
+                },
+                "annotations": {"summary": "canary error ratio above 5 %"},
+                "startsAt": "2026-11-24T08:00:00Z",
+                "fingerprint": "abc123def456",
+            }
+        ],
+    }
+
+
+@pytest.fixture
+def token_secret(cluster: Cluster) -> list[str]:
+    cluster.kubectl("create", "secret", "generic", "sluice-alerts", f"--from-literal=token={TOKEN}")
+    return ["--alert-token-secret", f"{cluster.namespace}/sluice-alerts"]
+
+
+def test_an_alert_aborts_at_once_and_strangers_are_refused(
+    cluster: Cluster, tmp_path: Path, token_secret: list[str], request: pytest.FixtureRequest
+) -> None:
+    s = Stage(cluster, tmp_path, token_secret)
+    try:
+        for template in s.templates:  # no metric may fail here: only the alert
+            for metric in template["spec"]["metrics"]:
+                metric["interval"] = "1h"
+        s.start_canary()
+        wait_for("canary at 50", lambda: cluster.status("shop").get("canaryWeight") == 50)
+
+        assert post_alert(s, None, alert(cluster.namespace))[0] == 401
+        assert post_alert(s, "wrong", alert(cluster.namespace))[0] == 401
+        assert post_alert(s, TOKEN, {"nope": 1})[0] == 400
+        time.sleep(1)
+        assert cluster.status("shop")["phase"] != "Degraded"
+
+        sent = time.monotonic()
+        code, body = post_alert(s, TOKEN, alert(cluster.namespace))
+        assert code == 200 and "recorded as failed AnalysisRun" in body["results"][0]["outcome"]
+        st = aborted(s, "AlertFired")
+        assert time.monotonic() - sent < 5
+        assert "CanaryErrorRateHigh" in st["abort"]["message"]
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            sys.stderr.write(s.operator.log.read_text()[-15000:])
+        s.close()
