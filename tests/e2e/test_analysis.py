@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.e2e.conftest import EXAMPLES, Cluster, Operator, wait_for
-from tests.support.prometheus import PrometheusServer, free_port
 
 from sluice.engine.hashing import template_hash
+from tests.e2e.conftest import EXAMPLES, Cluster, Operator, wait_for
+from tests.support.prometheus import PrometheusServer, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -5,11 +5,16 @@ its status, its sluice.dev/action annotation, and the child Deployments (the
 MemoryCluster). `step()` advances the clock, calls the engine once, applies the
 actions it returns (removing the annotation on RemoveAction, as the reconciler
 does) and keeps the new status.
+
+It also holds the Rollout's AnalysisRuns (`runs`, passed as Observed.runs): CreateRun
+adds one Running, TerminateRun ends it (terminating, Successful, as the executor does);
+a test sets verdicts with `set_run` and fires alerts with `add_alert`.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,14 +23,17 @@ from sluice.api.rollout import Condition, RolloutStatus
 from sluice.engine.decide import decide
 from sluice.engine.hashing import template_hash
 from sluice.engine.types import (
+    CreateRun,
     Decision,
     DeploySlot,
     Observed,
     RemoveAction,
     RolloutInput,
+    RunObserved,
     ScaleSlot,
     SetTraffic,
     Slot,
+    TerminateRun,
     TrafficTarget,
 )
 from sluice.sim.memory import MemoryCluster
@@ -53,7 +61,7 @@ def make_spec(
 ) -> dict[str, Any]:
     """A raw spec as the API server holds it (wire names, camelCase)."""
     canary: dict[str, Any] = {"steps": steps if steps is not None else [{"setWeight": 50}]}
-    for wire in ("scaleDownDelaySeconds",):
+    for wire in ("scaleDownDelaySeconds", "analysis", "postPromotionAnalysis"):
         if wire in extra:
             canary[wire] = extra.pop(wire)
     spec: dict[str, Any] = {
@@ -90,6 +98,11 @@ class Driver:
         self.name = name
         self.last: Decision | None = None
         self.history: list[Decision] = []
+        self.runs: dict[str, RunObserved] = {}  # AnalysisRuns by name
+        self.created: list[str] = []  # every CreateRun, in order
+        self.terminated: list[str] = []  # every TerminateRun, in order
+        self.rejected: dict[str, str] = {}  # what the handler could not create -> why
+        self.refuse: dict[str, str] = {}  # run-name substring -> why its creation fails
 
     # ------------------------------------------------------------ clock and engine
 
@@ -98,7 +111,9 @@ class Driver:
         return EPOCH + timedelta(seconds=self.t)
 
     def observe(self) -> Observed:
-        return self.cluster.observe(self.t)
+        return dataclasses.replace(
+            self.cluster.observe(self.t), runs=dict(self.runs), rejected=dict(self.rejected)
+        )
 
     def input(self) -> RolloutInput:
         return RolloutInput(
@@ -135,7 +150,9 @@ class Driver:
         if action is not None:
             self.annotation = action
         decision = decide(self.input(), self.observe(), self.now)
-        self.cluster.apply(decision.actions, self.t)
+        runs = [a for a in decision.actions if isinstance(a, CreateRun | TerminateRun)]
+        self.cluster.apply([a for a in decision.actions if a not in runs], self.t)
+        self._apply_runs(runs)
         if remove_annotation and any(isinstance(a, RemoveAction) for a in decision.actions):
             self.annotation = None
         self.status = decision.status
@@ -158,6 +175,52 @@ class Driver:
                 return decision
             decision = self.step(0)
         raise AssertionError(f"no fixed point after {limit} reconciles: {decision}")
+
+    # ------------------------------------------------------------ analysis runs
+
+    def _apply_runs(self, actions: list[CreateRun | TerminateRun]) -> None:
+        for act in actions:
+            if isinstance(act, CreateRun):
+                self.created.append(act.name)
+                refused = [why for part, why in self.refuse.items() if part in act.name]
+                if refused:
+                    self.rejected[act.name] = refused[0]
+                elif act.name not in self.runs:  # the API server would say AlreadyExists
+                    self.runs[act.name] = RunObserved(
+                        act.kind, act.revision, "Running", step=act.step
+                    )
+            else:
+                self.terminated.append(act.name)
+                run = self.runs.get(act.name)
+                if run is not None:
+                    done = run.phase in ("Pending", "Running")
+                    phase = "Successful" if done else run.phase
+                    self.runs[act.name] = dataclasses.replace(run, phase=phase, terminating=True)
+
+    def run_name(self, part: str) -> str:
+        """The one run whose name is `part` or contains it."""
+        if part in self.runs:
+            return part
+        found = [name for name in self.runs if part in name]
+        assert len(found) == 1, f"runs matching {part!r}: {found} (all: {sorted(self.runs)})"
+        return found[0]
+
+    def set_run(self, part: str, phase: str, message: str = "", on_error: str | None = None) -> str:
+        """Give the run named by `part` a verdict (as its executor would); returns its name."""
+        name = self.run_name(part)
+        self.runs[name] = dataclasses.replace(
+            self.runs[name], phase=phase, message=message, on_error=on_error
+        )
+        return name
+
+    def add_alert(self, revision: str, message: str = "alert HighErrorRate firing") -> str:
+        """A firing alert recorded as a Failed alert run of `revision`; returns its name."""
+        name = f"{self.name}-{revision}-alert-{len(self.runs):012x}"
+        self.runs[name] = RunObserved("alert", revision, "Failed", message)
+        return name
+
+    def running_runs(self) -> set[str]:
+        return {n for n, r in self.runs.items() if r.phase in ("Pending", "Running")}
 
     # ------------------------------------------------------------ what a user sees
 
