@@ -122,7 +122,18 @@ class Controller:
     async def warm(self, namespaces: list[str] | None) -> None:
         """Fill the children cache before the first decision, so none is taken blind."""
         for kind in ("deployments", "services", "analysisruns"):
-            for body in await self.kube.list_children(kind, namespaces):
+            try:
+                bodies = await self.kube.list_children(kind, namespaces)
+            except ApiException as exc:
+                if exc.status != 404 or kind != "analysisruns":
+                    raise
+                log.error(
+                    "the AnalysisRun CRD is not installed: analysis cannot run "
+                    "(kubectl apply -f crds/)",
+                    crd=f"analysisruns.{GROUP}",
+                )
+                continue
+            for body in bodies:
                 self.cache.put_child(body)
 
     def start(self) -> None:
