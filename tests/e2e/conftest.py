@@ -215,18 +215,21 @@ def kubeconfig() -> str:
         capture_output=True,
         timeout=60,
     )
-    subprocess.run(
-        [
-            "kubectl",
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/rollouts.sluice.dev",
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
+    # Polled rather than `kubectl wait`: a newer kubectl fails on a CRD with no conditions yet.
+    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+    for crd in ("rollouts", "analysisruns", "analysistemplates", "clusteranalysistemplates"):
+        wait_for(
+            f"CRD {crd}.sluice.dev Established",
+            lambda crd=crd: (
+                subprocess.run(
+                    ["kubectl", "get", "crd", f"{crd}.sluice.dev", "-o", f"jsonpath={jsonpath}"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
+                == "True"
+            ),
+        )
     return path
 
 
