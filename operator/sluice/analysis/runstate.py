@@ -23,6 +23,7 @@ from sluice.api.duration import parse_duration
 from sluice.engine.timefmt import fmt, parse
 
 TERMINAL = ("Successful", "Failed", "Error", "Inconclusive")
+ERROR_RETRY_SECONDS = 10.0  # between provider errors of a metric without an interval
 _SEVERITY = ("Failed", "Error", "Inconclusive", "Running", "Pending", "Successful")
 
 
@@ -120,9 +121,11 @@ def record(
             r["consecutive_failed"] = r["consecutive_failed"] + 1 if m.phase == "Failed" else 0
         r["phase"], r["message"] = _metric_phase(metric, r)
         interval = parse_duration(metric.interval) if metric.interval is not None else 0.0
+        if m.phase == "Error" and metric.interval is None:
+            interval = ERROR_RETRY_SECONDS  # a blip must not use up the error limit at once
         if r["phase"] in TERMINAL:
             r["next_at"] = None
-        else:  # errors are retried at the interval too (at once when there is none)
+        else:
             r["next_at"] = fmt(now + timedelta(seconds=interval))
         results.append(MetricResult.model_validate(r))
     return verdict(spec, status.model_copy(update={"metric_results": results}), now)

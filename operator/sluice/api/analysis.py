@@ -155,7 +155,7 @@ class ErrorRate(Model):
         description=(
             "Metric and label names: istio (istio_requests_total, response_code, "
             "destination_workload) or prometheus-client (http_requests_total, code, "
-            "sluice_dev_slot). Default prometheus-client."
+            "sluice_dev_revision). Default prometheus-client."
         ),
     )
     metric: str | None = Field(default=None, description="Override the request counter name.")
@@ -163,7 +163,7 @@ class ErrorRate(Model):
     selector: str | None = Field(
         default=None,
         description="Label matchers selecting the canary's series, without braces. "
-        'Default from the preset, e.g. sluice_dev_slot="{{canary.slot}}".',
+        'Default from the preset, e.g. sluice_dev_revision="{{canary.revision}}".',
     )
     window: Duration = Field(
         default="1m", description="rate() window. Default 1m.", json_schema_extra=_DURATION
@@ -200,11 +200,6 @@ class CircuitBreaker(Model):
     )
     metric: str | None = Field(default=None, description="Override the metric name.")
     selector: str | None = Field(default=None, description="Label matchers of the canary's series.")
-    window: Duration = Field(
-        default="1m",
-        description="increase() window for counters. Default 1m.",
-        json_schema_extra=_DURATION,
-    )
 
 
 class Baseline(Model):
