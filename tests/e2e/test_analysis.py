@@ -303,3 +303,29 @@ def test_an_alert_aborts_at_once_and_strangers_are_refused(
         if report is not None and report.failed:
             sys.stderr.write(s.operator.log.read_text()[-15000:])
         s.close()
+
+
+def test_a_failed_bake_after_promotion_switches_back_to_the_warm_previous(stage: Stage) -> None:
+    canary = stage.rollout["spec"]["strategy"]["canary"]
+    canary["steps"] = [{"setWeight": 50}, {"pause": {"duration": "2s"}}]
+    canary["postPromotionAnalysis"] = {"templates": [{"templateName": "http-health"}]}
+    del canary["analysis"]
+    for metric in stage.templates[0]["spec"]["metrics"]:
+        metric["count"] = 30  # a long bake
+    stage.start_canary()
+    wait_for(
+        "baking",
+        lambda: (
+            stage.cluster.condition("Progressing", "shop").get("reason") == "PostPromotionAnalysis"
+        ),
+        timeout=90,
+    )
+    st = stage.cluster.status("shop")
+    assert st["stableRevision"] == stage.revisions[1] and st["stableSlot"] == "b"
+    assert stage.cluster.condition("Completed", "shop")["status"] == "False"
+    assert stage.cluster.replicas("shop-a")[0] == 4  # the previous version, kept warm
+    stage.canary.set(error_rate=0.5)  # the new stable goes bad during the bake
+    st = aborted(stage, "AnalysisFailed")
+    assert st["stableRevision"] == stage.revisions[0] and st["stableSlot"] == "a"
+    assert "reverted to" in st["abort"]["message"] and "post" in st["abort"]["message"]
+    assert stage.cluster.replicas("shop-a") == (4, 4)
