@@ -55,9 +55,18 @@ run: venv
 	kubectl apply -f crds/
 	$(BIN)/sluice run
 
-## The main job without a cluster: the real engine on an in-memory cluster.
+## The main job without a cluster: two shipped Rollouts through the operator's own engine
+## and analysis on an in-memory cluster, a simulated clock and scenario metrics. A healthy
+## canary is promoted 5 -> 10 -> 25 -> 50 -> 100 %; one whose error rate climbs to 8 % is
+## rolled back (exit 1, expected). Timelines on the terminal, charts in out/.
+DEMO_SPEED ?= 300
 demo: venv
-	$(BIN)/sluice simulate examples/rollout-basic.yaml --scenario examples/scenario-basic.yaml --instant
+	@mkdir -p out
+	$(BIN)/sluice simulate examples/simulate/healthy.yaml \
+	  --scenario examples/simulate/healthy-scenario.yaml --speed $(DEMO_SPEED) --plot out/healthy.png
+	$(BIN)/sluice simulate examples/simulate/errors.yaml \
+	  --scenario examples/simulate/errors-scenario.yaml --speed $(DEMO_SPEED) --plot out/errors.png \
+	  || test $$? -eq 1
 
 bench: venv
 	$(BIN)/python benchmarks/engine_decisions.py

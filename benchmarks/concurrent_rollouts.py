@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import hashlib
 import json
 import os
 import re
@@ -57,6 +56,9 @@ from kubernetes.client.exceptions import ApiException
 
 from sluice.cluster import labels as L
 from sluice.engine.hashing import template_hash
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import source_version
 
 NAMESPACE = "bench"  # never anything else: other engineers' tests run in e2e-* namespaces
 PORT = 18190
@@ -99,31 +101,6 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[rank]
-
-
-def source_version() -> str:
-    """HEAD and a digest of the package's sources: the tree may have uncommitted edits."""
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for path in sorted((root / "operator" / "sluice").rglob("*.py")):
-        digest.update(path.read_bytes())
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "operator"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        head, dirty = "unknown", ""
-    edits = " with uncommitted changes" if dirty else ""
-    return f"commit {head}{edits}, sources sha256 {digest.hexdigest()[:12]}"
 
 
 # ---------------------------------------------------------------- /proc sampling

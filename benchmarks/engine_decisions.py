@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -35,6 +33,9 @@ from sluice.engine import Decision, Observed, RemoveAction, RolloutInput, decide
 from sluice.engine.hashing import template_hash
 from sluice.sim.memory import MemoryCluster
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import source_version
+
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -43,31 +44,6 @@ class Case:
     inp: RolloutInput
     observed: Observed
     now: datetime
-
-
-def source_version() -> str:
-    """HEAD and a digest of the package's sources: the tree may have uncommitted edits."""
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for path in sorted((root / "operator" / "sluice").rglob("*.py")):
-        digest.update(path.read_bytes())
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "operator"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        head, dirty = "unknown", ""
-    edits = " with uncommitted changes" if dirty else ""
-    return f"commit {head}{edits}, sources sha256 {digest.hexdigest()[:12]}"
 
 
 # ---------------------------------------------------------------- random specs

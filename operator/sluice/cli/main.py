@@ -136,9 +136,10 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
-    from sluice.cli import simulate
+    from sluice.cli import replay, simulate
 
     simulate.add_parser(sub)
+    replay.add_parser(sub)
 
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions")
     crds.set_defaults(func=_crds)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -19,23 +19,21 @@ from pydantic import ValidationError
 from sluice import logs
 from sluice import telemetry as M
 from sluice.analysis import runstate
-from sluice.analysis.judge import judge, shown
-from sluice.analysis.template import TemplateError, builtin_values, render
-from sluice.analysis.triggers import question
-from sluice.api.analysis import AnalysisRunSpec, AnalysisRunStatus, Arg, Measurement, Metric
+from sluice.analysis.measure import advance, field_value, measure, run_values
+from sluice.api.analysis import AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric
 from sluice.api.duration import parse_duration
 from sluice.api.rollout import GROUP, VERSION
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube
 from sluice.cluster.wire import strip_empty
-from sluice.engine.timefmt import fmt
-from sluice.metrics.base import MetricProvider, ProviderError
+from sluice.metrics.base import MetricProvider
 from sluice.metrics.prometheus import PrometheusProvider
 
 log = logs.get("sluice.analysis")
 
 Body = dict[str, Any]
 RunKey = tuple[str, str, str]  # (namespace, rollout, run name)
+__all__ = ["AnalysisExecutor", "SecretReader", "field_value", "owner_of"]
 
 
 def _utcnow() -> datetime:
@@ -61,19 +59,6 @@ class SecretReader:
         if key not in hit[1]:
             raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
         return hit[1][key]
-
-
-def field_value(rollout: Body, path: str) -> str:
-    """A Rollout field by a dotted path; `metadata.labels['a.b/c']` style keys too."""
-    import re
-
-    node: Any = rollout
-    for part in re.findall(r"[^.\[\]']+|\['([^']*)'\]", path) or []:
-        key = part
-        node = node.get(key) if isinstance(node, dict) else None
-        if node is None:
-            raise KeyError(f"fieldRef {path}: not found in the Rollout")
-    return str(node)
 
 
 class AnalysisExecutor:
@@ -153,19 +138,17 @@ class AnalysisExecutor:
             return
         if spec.kind == "alert":
             return  # written complete by the alert receiver; nothing to measure
-        now = self.clock()
         before = status.phase
-        if status.started_at is None:
-            status = runstate.start(spec, now)
-        if spec.terminate and status.phase not in runstate.TERMINAL:
-            status = runstate.verdict(spec, status, now)
-        due, _ = runstate.due(spec, status, now)
-        if due and rollout is not None:
-            measured = await asyncio.gather(*(self.measure(spec, m, rollout) for m in due))
-            now = self.clock()
-            for metric, measurement in zip(due, measured, strict=True):
-                status = runstate.record(spec, status, metric, measurement, now)
-                M.MEASUREMENTS.labels(measurement.phase).inc()
+        take: Callable[[Metric], Awaitable[Measurement]] | None = None
+        if rollout is not None:
+            owner = rollout
+
+            async def take(metric: Metric) -> Measurement:
+                return await self.measure(spec, metric, owner)
+
+        status, taken = await advance(spec, status, self.clock, take)
+        for _, measurement in taken:
+            M.MEASUREMENTS.labels(measurement.phase).inc()
         if status != AnalysisRunStatus.model_validate(body.get("status") or {}):
             await self._write(key, body, status)
         if status.phase != before and rollout is not None:
@@ -215,78 +198,17 @@ class AnalysisExecutor:
     # ------------------------------------------------------------ one measurement
 
     async def measure(self, spec: AnalysisRunSpec, metric: Metric, rollout: Body) -> Measurement:
-        started = self.clock()
-        q = question(metric)
-        query = q.query
-        try:
-            values = await self._values(spec, rollout)
-            query = render(q.query, values)
-            baseline_query = render(q.baseline, values) if q.baseline else None
-            provider = await self.provider_factory(metric, rollout["metadata"]["namespace"])
-            prom = metric.provider.prometheus
-            window: str | None = None
-            if prom.range is not None:
-                start = started - timedelta(seconds=parse_duration(prom.range.window))
-                step = parse_duration(prom.range.step)
-                window = f"{fmt(start)}..{fmt(started)} step {prom.range.step}"
-                result = await provider.query_range(query, start, started, step)
-                base = (
-                    await provider.query_range(baseline_query, start, started, step)
-                    if baseline_query
-                    else None
-                )
-            else:
-                window = f"at {fmt(started)}"
-                result = await provider.query(query, started)
-                base = await provider.query(baseline_query, started) if baseline_query else None
-        except (ProviderError, TemplateError, KeyError, ApiException, OSError) as exc:
-            reason = exc.reason if isinstance(exc, ApiException) else exc
-            return Measurement(
-                phase="Error",
-                query=query,
-                started_at=fmt(started),
-                finished_at=fmt(self.clock()),
-                message=f"error: {reason}",
-            )
-        phase, message = judge(q, result.values, base.values if base else None, metric.empty_result)
-        return Measurement(
-            phase=phase,
-            value=shown(result.values) if result.values else "",
-            baseline=shown(base.values) if base and base.values else None,
-            query=query,
-            window=window,
-            started_at=fmt(started),
-            finished_at=fmt(self.clock()),
-            message=f"{message}; query `{query}` {window}",
+        return await measure(
+            metric,
+            values=lambda: self._values(spec, rollout),
+            provider=lambda: self.provider_factory(metric, rollout["metadata"]["namespace"]),
+            clock=self.clock,
+            errors=(ApiException,),
+            reason=lambda exc: exc.reason if isinstance(exc, ApiException) else exc,
         )
 
     async def _values(self, spec: AnalysisRunSpec, rollout: Body) -> dict[str, str]:
-        st = rollout.get("status") or {}
-        canary_slot = (st.get("canary") or {}).get("slot") or (
-            "b" if st.get("stableSlot") == "a" else "a"
-        )
-        values = builtin_values(
-            rollout["metadata"]["name"],
-            rollout["metadata"]["namespace"],
-            spec.revision,
-            st.get("stableRevision", ""),
-            canary_slot,
-            st.get("stableSlot") or "a",
-        )
-        for arg in spec.args:
-            values[f"args.{arg.name}"] = await self._arg(arg, rollout)
-        return values
-
-    async def _arg(self, arg: Arg, rollout: Body) -> str:
-        if arg.value is not None:
-            return arg.value
-        source = arg.value_from
-        if source is not None and source.secret_key_ref is not None:
-            ref = source.secret_key_ref
-            return await self.secrets.value(rollout["metadata"]["namespace"], ref.name, ref.key)
-        if source is not None and source.field_ref is not None:
-            return field_value(rollout, source.field_ref.field_path)
-        raise KeyError(f"argument {arg.name} has no value")
+        return await run_values(spec, rollout, self.secrets.value)
 
     async def _prometheus(self, metric: Metric, namespace: str) -> MetricProvider:
         prom = metric.provider.prometheus

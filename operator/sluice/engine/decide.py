@@ -732,9 +732,12 @@ class _Decider:
             "Degraded": phase == "Degraded",
             "InvalidSpec": False,
         }
+        old_reason = next((c.reason for c in self.old.conditions if c.type == self.old.phase), "")
         self._conditions(truth, reason, message)
-        if phase != self.old.phase and not self.events:
-            self._event(phase, message, warning=phase == "Degraded")
+        # A new phase, or the same phase for a new reason (a pause step that turns into an
+        # inconclusive analysis), is worth an Event when nothing else said so.
+        if (phase, reason) != (self.old.phase, old_reason) and not self.events:
+            self._event(phase, message, warning=phase == "Degraded" or "Analysis" in reason)
         return self._decision()
 
     def _invalid(self, message: str) -> Decision:

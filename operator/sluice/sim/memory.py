@@ -29,6 +29,7 @@ class MemoryCluster:
 
     ready_delay: float = 2.0
     broken_revisions: set[str] = field(default_factory=set)
+    ready_delays: dict[str, float] = field(default_factory=dict)  # by revision, if not the default
     slots: dict[Slot, tuple[str, int] | None] = field(
         default_factory=lambda: {"a": None, "b": None}
     )
@@ -60,7 +61,8 @@ class MemoryCluster:
         pods = pods[:replicas]
         broken = revision in self.broken_revisions
         while len(pods) < replicas:
-            pods.append(_Pod(revision, None if broken else now + self.ready_delay))
+            delay = self.ready_delays.get(revision, self.ready_delay)
+            pods.append(_Pod(revision, None if broken else now + delay))
         self.pods[slot] = pods
 
     def observe(self, now: float) -> Observed:
@@ -88,4 +90,5 @@ class MemoryCluster:
             slots=dict(self.slots),
             pods={k: list(v) for k, v in self.pods.items()},
             broken_revisions=set(self.broken_revisions),
+            ready_delays=dict(self.ready_delays),
         )
