@@ -626,7 +626,7 @@ def measure(cluster: Cluster, args: argparse.Namespace, pid: int, sampler: Sampl
     list(
         pool.map(
             lambda n: cluster.custom.create_namespaced_custom_object(
-                GROUP, VERSION, NAMESPACE, PLURAL, rollout(n, "registry.local/app:1")
+                GROUP, VERSION, NAMESPACE, PLURAL, rollout(n, "app:1")
             ),
             names,
         )
@@ -657,7 +657,7 @@ def measure(cluster: Cluster, args: argparse.Namespace, pid: int, sampler: Sampl
     )
 
     # ------------------------------------------------------------ the rollout
-    new_template = {n: template(n, "registry.local/app:2") for n in names}
+    new_template = {n: template(n, "app:2") for n in names}
     revision = {n: template_hash(t) for n, t in new_template.items()}
     applied: dict[str, float] = {}
     generation: dict[str, int] = {}

@@ -52,7 +52,7 @@ class Case:
 def _template(name: str, version: int) -> dict[str, Any]:
     return {
         "metadata": {"labels": {"app": name}},
-        "spec": {"containers": [{"name": name, "image": f"registry.local/{name}:{version}"}]},
+        "spec": {"containers": [{"name": name, "image": f"{name}:{version}"}]},
     }
 
 
