@@ -329,3 +329,64 @@ def test_a_failed_bake_after_promotion_switches_back_to_the_warm_previous(stage:
     assert st["stableRevision"] == stage.revisions[0] and st["stableSlot"] == "a"
     assert "reverted to" in st["abort"]["message"] and "post" in st["abort"]["message"]
     assert stage.cluster.replicas("shop-a") == (4, 4)
+
+
+def test_simulate_decides_like_the_operator(stage: Stage, tmp_path: Path) -> None:
+    """The same Rollout and the same story of the canary's health, simulated and live: same
+    steps, same verdict, same aborting metric."""
+    scenario = {
+        "readyAfter": "2s",
+        "canary": {
+            "errorRate": [{"at": "0s", "value": 0.0}, {"at": "8s", "value": 0.2}],
+            "latency": {"p99": 0.005},
+        },
+        "stable": {"errorRate": 0.0, "latency": {"p99": 0.005}},
+    }
+    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+    # A pause long enough that the live rate() window (which the simulation does not
+    # smooth) cannot let the canary slip past it before the verdict.
+    stage.rollout["spec"]["strategy"]["canary"]["steps"] = [
+        {"setWeight": 50},
+        {"pause": {"duration": "60s"}},
+        {"setWeight": 100},
+    ]
+    (tmp_path / "rollout.yaml").write_text(
+        yaml.safe_dump_all([*stage.templates, v2(stage.rollout)])
+    )
+    sim = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "sluice"),
+            "simulate",
+            str(tmp_path / "rollout.yaml"),
+            "--scenario",
+            str(tmp_path / "scenario.yaml"),
+            "--instant",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    simulated = json.loads(sim.stdout)
+    assert sim.returncode == 1 and simulated["verdict"] == "aborted", sim.stdout[-2000:]
+    sim_steps = [
+        e["message"]
+        for f in simulated["timeline"]
+        for e in f["events"]
+        if e["reason"] == "StepReached"
+    ]
+
+    stage.start_canary()
+    started = time.monotonic()
+    wait_for("canary at 50", lambda: stage.cluster.status("shop").get("canaryWeight") == 50)
+    time.sleep(max(0.0, 8 - (time.monotonic() - started)))
+    stage.canary.set(error_rate=0.2)
+    live = aborted(stage, simulated["reason"])
+    live_steps = [
+        e["message"] for e in stage.cluster.events("shop") if e["reason"] == "StepReached"
+    ]
+
+    assert live_steps == sim_steps
+    assert live["currentStepIndex"] == simulated["timeline"][-1]["step"]
+    metric = "error-rate"
+    assert metric in live["abort"]["message"] and metric in simulated["message"]
