@@ -58,16 +58,42 @@ class Kube:
 
     # ------------------------------------------------------------ rollouts
 
-    async def replace_rollout_status(self, body: Body) -> Body:
+    async def replace_status(self, plural: str, body: Body) -> Body:
+        """PUT a custom object's status; `body.metadata.resourceVersion` makes it conditional."""
         meta = body["metadata"]
         return await self.call(
             self.custom.replace_namespaced_custom_object_status,
             GROUP,
             VERSION,
             meta["namespace"],
-            "rollouts",
+            plural,
             meta["name"],
             body,
+        )
+
+    async def replace_rollout_status(self, body: Body) -> Body:
+        return await self.replace_status("rollouts", body)
+
+    async def create_custom(self, plural: str, body: Body) -> Body:
+        return await self.call(
+            self.custom.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            body["metadata"]["namespace"],
+            plural,
+            body,
+        )
+
+    async def merge_patch_custom(self, plural: str, namespace: str, name: str, patch: Body) -> Body:
+        return await self.call(
+            self.custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            patch,
+            _content_type="application/merge-patch+json",
         )
 
     async def remove_action(self, namespace: str, name: str, action: str) -> Body | None:

@@ -179,15 +179,7 @@ class AnalysisExecutor:
         }
         M.API_CALLS.labels("analysis_status").inc()
         try:
-            written = await self.kube.call(
-                self.kube.custom.replace_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                meta["namespace"],
-                "analysisruns",
-                meta["name"],
-                payload,
-            )
+            written = await self.kube.replace_status("analysisruns", payload)
         except ApiException as exc:
             if exc.status in (404, 409):
                 self.queue.add_after(key, 0.2)

@@ -264,15 +264,8 @@ class Controller:
             elif isinstance(act, TerminateRun):
                 M.API_CALLS.labels("terminate_run").inc()
                 patch = {"spec": {"terminate": True}}
-                written = await self.kube.call(
-                    self.kube.custom.patch_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    "analysisruns",
-                    act.name,
-                    patch,
-                    _content_type="application/merge-patch+json",
+                written = await self.kube.merge_patch_custom(
+                    "analysisruns", namespace, act.name, patch
                 )
                 self.cache.put_child({**written, "kind": "AnalysisRun"})
             elif isinstance(act, SetTraffic):
@@ -304,14 +297,7 @@ class Controller:
             ctx.rollout, act.name, act.kind, act.revision, act.step, metrics, args, retention
         )
         M.API_CALLS.labels("create_run").inc()
-        written = await self.kube.call(
-            self.kube.custom.create_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            ctx.namespace,
-            "analysisruns",
-            body,
-        )
+        written = await self.kube.create_custom("analysisruns", body)
         self.cache.put_child({**written, "kind": "AnalysisRun"})
         if self.on_run_created is not None:
             self.on_run_created(written)
@@ -355,14 +341,7 @@ class Controller:
         manifest_body = manifest(body, name, "alert", revision, None, [], [], 1)
         M.API_CALLS.labels("create_run").inc()
         try:
-            created = await self.kube.call(
-                self.kube.custom.create_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                alert.namespace,
-                "analysisruns",
-                manifest_body,
-            )
+            created = await self.kube.create_custom("analysisruns", manifest_body)
         except ApiException as exc:
             if exc.status == 409:
                 return f"already recorded as {name}"
@@ -376,15 +355,7 @@ class Controller:
                 metric_results=[metric],
             ).model_dump(by_alias=True)
         )
-        written = await self.kube.call(
-            self.kube.custom.replace_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            alert.namespace,
-            "analysisruns",
-            name,
-            created,
-        )
+        written = await self.kube.replace_status("analysisruns", created)
         self.cache.put_child({**written, "kind": "AnalysisRun"})
         self.queue.add(key)
         return f"recorded as failed AnalysisRun {name}"
