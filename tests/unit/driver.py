@@ -220,7 +220,12 @@ class Driver:
         return name
 
     def running_runs(self) -> set[str]:
-        return {n for n, r in self.runs.items() if r.phase in ("Pending", "Running")}
+        """Runs still measuring that were not told to stop."""
+        return {
+            n
+            for n, r in self.runs.items()
+            if r.phase in ("Pending", "Running") and not r.terminating
+        }
 
     # ------------------------------------------------------------ what a user sees
 
