@@ -21,6 +21,7 @@ from typing import Any
 
 from sluice.api.rollout import Condition, RolloutStatus
 from sluice.engine.decide import decide
+from sluice.engine.gates import alert_run_prefix
 from sluice.engine.hashing import template_hash
 from sluice.engine.types import (
     CreateRun,
@@ -215,7 +216,8 @@ class Driver:
 
     def add_alert(self, revision: str, message: str = "alert HighErrorRate firing") -> str:
         """A firing alert recorded as a Failed alert run of `revision`; returns its name."""
-        name = f"{self.name}-{revision}-alert-{len(self.runs):012x}"
+        prefix = alert_run_prefix(self.name, revision, self.status.attempt)
+        name = f"{prefix}{len(self.runs):012x}"
         self.runs[name] = RunObserved("alert", revision, "Failed", message)
         return name
 

@@ -16,6 +16,7 @@ from driver import Driver, make_spec, revision, with_image, workload_actions
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
+from sluice.engine.gates import alert_run_prefix
 from sluice.engine.timefmt import fmt
 from sluice.engine.types import CreateRun, Decision, SetTraffic, TerminateRun, TrafficTarget
 
@@ -668,9 +669,10 @@ def gated_failure(d: Driver) -> bool:
         return False
     if not s.canary_revision:
         post = d.runs.get(s.post_promotion_run or "")
+        prefix = alert_run_prefix(d.name, s.stable_revision, s.attempt)
         alert = any(
-            r.kind == "alert" and r.revision == s.stable_revision and r.phase == "Failed"
-            for r in d.runs.values()
+            r.kind == "alert" and n.startswith(prefix) and r.phase == "Failed"
+            for n, r in d.runs.items()
         )
         return bool(s.post_promotion_run) and (
             alert or (post is not None and post.phase == "Failed")
@@ -680,7 +682,7 @@ def gated_failure(d: Driver) -> bool:
     names = {run("bg", s.attempt, s.canary_revision)}
     names.add(run(f"step{s.current_step_index}", s.attempt, s.canary_revision))
     return any(
-        (name in names or (r.kind == "alert" and r.revision == s.canary_revision))
+        (name in names or name.startswith(alert_run_prefix(d.name, s.canary_revision, s.attempt)))
         and r.phase == "Failed"
         and name not in s.acknowledged_runs
         for name, r in d.runs.items()
@@ -779,3 +781,46 @@ def test_analysis_invariants_hold_on_every_reconcile(scenario: tuple[Driver, lis
     """Random steps, verdicts arriving at random times, random actions and templates."""
     driver, script = scenario
     play(driver, script)
+
+
+# ---------------------------------------------------------------- humans during the bake
+
+
+def test_promote_accepts_an_inconclusive_bake_and_abort_reverts_one() -> None:
+    d, _ = promoted_under_bake(delay=10)
+    d.set_run(POST, "Inconclusive", "no data")
+    d.step(1)
+    assert d.status.phase == "Paused" and d.condition("Paused").reason == "AnalysisInconclusive"
+    d.step(1, action="promote")
+    d.step(1)
+    assert d.status.phase == "Healthy" and d.status.post_promotion_run is None
+    assert d.status.stable_revision == V2
+
+    d, _ = promoted_under_bake(delay=10)
+    d.set_run(POST, "Inconclusive", "no data")
+    d.step(1)
+    d.step(1, action="abort")
+    assert d.status.stable_revision == V1 and d.status.phase == "Degraded"
+    assert d.status.abort is not None and d.status.abort.reason == "UserAbort"
+    assert d.traffic == TrafficTarget(stable_slot="a")
+
+
+def test_retry_after_an_alert_is_not_aborted_by_the_same_alert() -> None:
+    d = both_running()
+    d.add_alert(V2, "alert HighErrorRate firing")
+    d.step(1)
+    assert d.status.abort is not None and d.status.abort.reason == "AlertFired"
+    d.step(1, action="retry")
+    d.step(1)
+    assert d.status.abort is None and d.status.phase != "Degraded"
+    d.add_alert(V2, "alert HighErrorRate firing again")  # a new alert on the new attempt
+    d.step(1)
+    assert d.status.abort is not None and d.status.abort.reason == "AlertFired"
+
+
+def test_a_failed_bake_arriving_with_a_new_template_still_reverts_first() -> None:
+    d, _ = promoted_under_bake(delay=10)
+    d.set_run(POST, "Failed", "errors: 0.4 is not < 0.02")
+    d.step(1, spec=with_image(d.spec, "web:3"))
+    assert d.status.stable_revision == V1, "the failed bake must not stay stable"
+    assert d.status.canary_revision == V3

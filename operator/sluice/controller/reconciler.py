@@ -38,6 +38,7 @@ from sluice.engine import (
     TerminateRun,
     decide,
 )
+from sluice.engine.gates import alert_run_prefix
 from sluice.engine.timefmt import fmt
 from sluice.engine.validate import InvalidSpec, parse_spec
 from sluice.routers.base import RouteContext, TrafficRouter
@@ -319,7 +320,8 @@ class Controller:
             revision = st.stable_revision  # the bake after promotion: revert to the warm one
         if not revision:
             return "nothing to abort: no canary in progress"
-        name = f"{alert.rollout}-{revision}-alert-{alert.fingerprint[:12].lower()}"
+        prefix = alert_run_prefix(alert.rollout, revision, st.attempt)
+        name = f"{prefix}{alert.fingerprint[:12].lower()}"
         metric = MetricResult(
             name=alert.alertname,
             phase="Failed",

@@ -24,7 +24,7 @@ from sluice.api.rollout import (
     SlotStatus,
 )
 from sluice.engine import replicas as rep
-from sluice.engine.gates import PASS, Gate, alert_gate, gate, run_name
+from sluice.engine.gates import PASS, Gate, alert_gate, alert_run_prefix, gate, run_name
 from sluice.engine.hashing import template_hash
 from sluice.engine.timefmt import fmt, fmt_seconds, parse, since
 from sluice.engine.types import (
@@ -109,6 +109,7 @@ class _Decider:
         action = self._take_action()
         if not self.s["stable_revision"]:
             self._first_or_adopt()
+        self._failed_bake_first()
         self._follow_template()
         if action == "abort" and self.replacing:
             # An abort is of the new template: no refill needed, traffic goes to the stable.
@@ -195,6 +196,10 @@ class _Decider:
         elif action == "abort":
             if running and not s["abort"]:
                 self._abort("UserAbort", "aborted by the sluice.dev/action annotation")
+            elif not running and s["post_promotion_run"]:
+                self._revert_promotion(
+                    Gate("abort", "UserAbort", "aborted during post-promotion analysis")
+                )
             else:
                 self._event("ActionIgnored", "abort: no canary is in progress", warning=True)
         elif action == "retry":
@@ -205,6 +210,9 @@ class _Decider:
                 self._event("Retried", f"retrying canary {s['canary_revision']} from step 0")
             else:
                 self._event("ActionIgnored", "retry: nothing was aborted", warning=True)
+        elif not running and s["post_promotion_run"] and action in ("promote", "promote-full"):
+            self._acknowledge_held_runs(s["stable_revision"])
+            self._event("Promoted", f"{action}: post-promotion analysis accepted by annotation")
         elif not running or s["abort"] or self.replacing:
             why = "the canary is aborted; use retry" if s["abort"] else "no canary is in progress"
             if self.replacing:
@@ -463,7 +471,9 @@ class _Decider:
 
     def _analysis_aborts(self, index: int) -> bool:
         """Alerts and background analysis: abort now (True), or hold the steps (self.held)."""
-        verdict = alert_gate(self.obs.runs, self.revision)
+        verdict = alert_gate(
+            self.obs.runs, alert_run_prefix(self.inp.name, self.revision, self.s["attempt"])
+        )
         if verdict is PASS and self._background_due(index):
             name = run_name(self.inp.name, self.revision, self.s["attempt"], "background")
             verdict = self._run_gate(name, "background")
@@ -485,12 +495,13 @@ class _Decider:
             and self.s["canary_weight"] > 0
         )
 
-    def _acknowledge_held_runs(self) -> None:
+    def _acknowledge_held_runs(self, revision: str | None = None) -> None:
         """A promote past an inconclusive (or paused-on-error) run accepts it."""
+        revision = revision or self.revision
         held = [
             name
             for name, run in self.obs.runs.items()
-            if run.revision == self.revision and run.phase in ("Inconclusive", "Error")
+            if run.revision == revision and run.phase in ("Inconclusive", "Error")
         ]
         self.s["acknowledged_runs"] = sorted({*self.s["acknowledged_runs"], *held})
 
@@ -498,7 +509,9 @@ class _Decider:
         """Bake after promotion: the previous version stays warm until the run passes."""
         s = self.s
         name: str = s["post_promotion_run"]
-        verdict = alert_gate(self.obs.runs, s["stable_revision"])
+        verdict = alert_gate(
+            self.obs.runs, alert_run_prefix(self.inp.name, s["stable_revision"], s["attempt"])
+        )
         if verdict is PASS:
             self.wanted_runs.add(name)
             run = self.obs.runs.get(name)
@@ -516,6 +529,16 @@ class _Decider:
         elif verdict.verdict == "pause":
             self.held = verdict
         elif verdict.verdict == "abort":
+            self._revert_promotion(verdict)
+
+    def _failed_bake_first(self) -> None:
+        """A failed bake that arrives together with a new template still reverts first."""
+        s = self.s
+        name = s["post_promotion_run"]
+        if not name or self.revision == s["stable_revision"]:
+            return
+        verdict = gate(name, self.obs.runs.get(name), s["acknowledged_runs"])
+        if verdict.verdict == "abort":
             self._revert_promotion(verdict)
 
     def _revert_promotion(self, verdict: Gate) -> None:

@@ -52,9 +52,14 @@ def gate(name: str, run: RunObserved | None, acknowledged: list[str]) -> Gate:
     )
 
 
-def alert_gate(runs: dict[str, RunObserved], revision: str) -> Gate:
-    """A failed alert run for `revision` aborts it, like a failed metric."""
+def alert_run_prefix(rollout: str, revision: str, attempt: int) -> str:
+    """Alert runs carry the attempt too: a retry is not aborted again by the old alert."""
+    return f"{rollout}-{revision}-{attempt}-alert-"
+
+
+def alert_gate(runs: dict[str, RunObserved], prefix: str) -> Gate:
+    """A failed alert run of this revision and attempt aborts it, like a failed metric."""
     for name, run in sorted(runs.items()):
-        if run.kind == "alert" and run.revision == revision and run.phase == "Failed":
+        if run.kind == "alert" and name.startswith(prefix) and run.phase == "Failed":
             return Gate("abort", "AlertFired", f"{run.message} (analysis run {name})", name)
     return PASS
