@@ -26,6 +26,7 @@ from sluice.engine.hashing import template_hash
 from sluice.engine.types import (
     CreateRun,
     Decision,
+    DeleteRun,
     DeploySlot,
     Observed,
     RemoveAction,
@@ -102,6 +103,7 @@ class Driver:
         self.runs: dict[str, RunObserved] = {}  # AnalysisRuns by name
         self.created: list[str] = []  # every CreateRun, in order
         self.terminated: list[str] = []  # every TerminateRun, in order
+        self.deleted: list[str] = []  # every DeleteRun, in order
         self.rejected: dict[str, str] = {}  # what the handler could not create -> why
         self.refuse: dict[str, str] = {}  # run-name substring -> why its creation fails
 
@@ -151,7 +153,7 @@ class Driver:
         if action is not None:
             self.annotation = action
         decision = decide(self.input(), self.observe(), self.now)
-        runs = [a for a in decision.actions if isinstance(a, CreateRun | TerminateRun)]
+        runs = [a for a in decision.actions if isinstance(a, CreateRun | TerminateRun | DeleteRun)]
         self.cluster.apply([a for a in decision.actions if a not in runs], self.t)
         self._apply_runs(runs)
         if remove_annotation and any(isinstance(a, RemoveAction) for a in decision.actions):
@@ -179,16 +181,23 @@ class Driver:
 
     # ------------------------------------------------------------ analysis runs
 
-    def _apply_runs(self, actions: list[CreateRun | TerminateRun]) -> None:
+    def _apply_runs(self, actions: list[CreateRun | TerminateRun | DeleteRun]) -> None:
         for act in actions:
-            if isinstance(act, CreateRun):
+            if isinstance(act, DeleteRun):
+                self.deleted.append(act.name)
+                self.runs.pop(act.name, None)
+            elif isinstance(act, CreateRun):
                 self.created.append(act.name)
                 refused = [why for part, why in self.refuse.items() if part in act.name]
                 if refused:
                     self.rejected[act.name] = refused[0]
                 elif act.name not in self.runs:  # the API server would say AlreadyExists
                     self.runs[act.name] = RunObserved(
-                        act.kind, act.revision, "Running", step=act.step
+                        act.kind,
+                        act.revision,
+                        "Running",
+                        step=act.step,
+                        attempt=self._attempt_of(act.name, act.revision),
                     )
             else:
                 self.terminated.append(act.name)
@@ -218,8 +227,15 @@ class Driver:
         """A firing alert recorded as a Failed alert run of `revision`; returns its name."""
         prefix = alert_run_prefix(self.name, revision, self.status.attempt)
         name = f"{prefix}{len(self.runs):012x}"
-        self.runs[name] = RunObserved("alert", revision, "Failed", message)
+        self.runs[name] = RunObserved(
+            "alert", revision, "Failed", message, attempt=self.status.attempt
+        )
         return name
+
+    def _attempt_of(self, name: str, revision: str) -> int | None:
+        """As the operator reads it: `<rollout>-<revision>-<attempt>-<kind>`."""
+        head = name.removeprefix(f"{self.name}-{revision}-").split("-", 1)[0]
+        return int(head) if head.isdigit() else None
 
     def running_runs(self) -> set[str]:
         """Runs still measuring that were not told to stop."""

@@ -824,3 +824,18 @@ def test_a_failed_bake_arriving_with_a_new_template_still_reverts_first() -> Non
     d.step(1, spec=with_image(d.spec, "web:3"))
     assert d.status.stable_revision == V1, "the failed bake must not stay stable"
     assert d.status.canary_revision == V3
+
+
+def test_runs_of_attempts_older_than_the_history_limit_are_deleted() -> None:
+    d = canary(STEPS, analysis={**ANALYSIS, "startingStep": 0}, revisionHistoryLimit=2)
+    first = sorted(d.runs)
+    for _ in range(4):  # fail, retry: four more attempts
+        d.set_run(BG.replace("-1-", f"-{d.status.attempt}-"), "Failed", "errors")
+        d.step(1)
+        assert d.status.abort is not None
+        d.step(1, action="retry")
+        d.step(3)
+    assert set(first) <= set(d.deleted), "the first attempt's runs are gone"
+    kept = {r.attempt for r in d.runs.values()}
+    assert min(a for a in kept if a is not None) >= d.status.attempt - 2
+    assert all(r.phase in ("Pending", "Running") or r.attempt is not None for r in d.runs.values())

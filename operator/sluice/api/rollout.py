@@ -190,7 +190,8 @@ class RolloutSpec(Model):
     revision_history_limit: int = Field(
         default=10,
         ge=0,
-        description="Old ReplicaSets kept by each child Deployment. Defaults to 10.",
+        description="Old ReplicaSets kept by each child Deployment, and how many past canary "
+        "attempts keep their AnalysisRuns. Defaults to 10.",
     )
 
     @field_validator("template")

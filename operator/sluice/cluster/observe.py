@@ -53,6 +53,7 @@ def observe(
 def run_observed(body: Body) -> RunObserved:
     spec, status = body.get("spec") or {}, body.get("status") or {}
     return RunObserved(
+        attempt=run_attempt(body),
         kind=str(spec.get("kind", "")),
         revision=str(spec.get("revision", "")),
         phase=str(status.get("phase", "Pending")),
@@ -61,3 +62,13 @@ def run_observed(body: Body) -> RunObserved:
         on_error=status.get("onError"),
         terminating=bool(spec.get("terminate")),
     )
+
+
+def run_attempt(body: Body) -> int | None:
+    """The attempt in a run's name: `<rollout>-<revision>-<attempt>-<kind>`."""
+    meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+    name = str(meta.get("name", ""))
+    prefix = f"{(meta.get('labels') or {}).get(L.ROLLOUT, '')}-{spec.get('revision', '')}-"
+    rest = name[len(prefix) :] if name.startswith(prefix) else ""
+    head = rest.split("-", 1)[0]
+    return int(head) if head.isdigit() else None

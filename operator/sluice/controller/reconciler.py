@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from sluice.controller.workqueue import WorkQueue
 from sluice.engine import (
     CreateRun,
     Decision,
+    DeleteRun,
     DeploySlot,
     EventNote,
     RemoveAction,
@@ -262,6 +264,20 @@ class Controller:
                 self.cache.put_child(body)
             elif isinstance(act, CreateRun):
                 await self._create_run(ctx, act)
+            elif isinstance(act, DeleteRun):
+                M.API_CALLS.labels("delete_run").inc()
+                with contextlib.suppress(ApiException):  # already gone is fine
+                    await self.kube.call(
+                        self.kube.custom.delete_namespaced_custom_object,
+                        GROUP,
+                        VERSION,
+                        namespace,
+                        "analysisruns",
+                        act.name,
+                    )
+                gone = ctx.children.get(f"AnalysisRun/{act.name}")
+                if gone is not None:
+                    self.cache.put_child(gone, deleted=True)
             elif isinstance(act, TerminateRun):
                 M.API_CALLS.labels("terminate_run").inc()
                 patch = {"spec": {"terminate": True}}

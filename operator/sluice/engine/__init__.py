@@ -4,6 +4,7 @@ from sluice.engine.decide import decide
 from sluice.engine.types import (
     CreateRun,
     Decision,
+    DeleteRun,
     DeploySlot,
     EventNote,
     Observed,
@@ -19,6 +20,7 @@ from sluice.engine.types import (
 __all__ = [
     "CreateRun",
     "Decision",
+    "DeleteRun",
     "DeploySlot",
     "EventNote",
     "Observed",

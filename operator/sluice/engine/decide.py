@@ -32,6 +32,7 @@ from sluice.engine.types import (
     Action,
     CreateRun,
     Decision,
+    DeleteRun,
     DeploySlot,
     EventNote,
     Observed,
@@ -132,6 +133,7 @@ class _Decider:
             self._post_promotion()
         self._previous()
         self._stop_unwanted_runs()
+        self._prune_runs()
         return self._finish()
 
     # ------------------------------------------------------------ helpers
@@ -563,6 +565,19 @@ class _Decider:
         self.targets = {self.stable_slot: (self.replicas, False)}
         self.targets[bad_slot] = (self.obs.slots[bad_slot].replicas, False)
         self._due_in(self.spec.strategy.canary.scale_down_delay_seconds)
+
+    def _prune_runs(self) -> None:
+        """Finished runs of attempts older than revisionHistoryLimit go; the rest stay to read."""
+        oldest = self.s["attempt"] - self.spec.revision_history_limit
+        for name, run in sorted(self.obs.runs.items()):
+            if (
+                run.attempt is not None
+                and run.attempt < oldest
+                and run.phase not in ("Pending", "Running")
+                and name not in self.wanted_runs
+                and name != self.s["post_promotion_run"]
+            ):
+                self.actions.append(DeleteRun(name))
 
     def _stop_unwanted_runs(self) -> None:
         # Asked for earlier in this decision, then ended by it (a promotion, an abort): the

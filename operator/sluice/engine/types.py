@@ -121,6 +121,7 @@ class RunObserved:
     step: int | None = None
     on_error: str | None = None  # abort | pause | ignore, when phase is Error
     terminating: bool = False
+    attempt: int | None = None  # status.attempt when it was created (from its name)
 
 
 @dataclass(frozen=True)
@@ -140,4 +141,12 @@ class TerminateRun:
     name: str
 
 
-Action = DeploySlot | ScaleSlot | SetTraffic | RemoveAction | CreateRun | TerminateRun
+@dataclass(frozen=True)
+class DeleteRun:
+    """Delete a finished run of an attempt older than the history kept."""
+
+    name: str
+
+
+Action = DeploySlot | ScaleSlot | SetTraffic | RemoveAction | CreateRun | TerminateRun | DeleteRun
+RunAction = CreateRun | TerminateRun | DeleteRun

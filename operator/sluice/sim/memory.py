@@ -9,6 +9,7 @@ from sluice.engine.types import (
     Action,
     DeploySlot,
     Observed,
+    RemoveAction,
     ScaleSlot,
     SetTraffic,
     Slot,
@@ -49,8 +50,8 @@ class MemoryCluster:
                     self._reconcile(action.slot, now)
             elif isinstance(action, SetTraffic):
                 self.traffic = action.target
-            else:
-                self.annotation_removed += 1
+            elif isinstance(action, RemoveAction):
+                self.annotation_removed += 1  # AnalysisRun actions are not this cluster's
 
     def _reconcile(self, slot: Slot, now: float) -> None:
         current = self.slots[slot]

@@ -32,11 +32,12 @@ from sluice.api.analysis import AnalysisRunSpec, AnalysisRunStatus, Measurement,
 from sluice.api.duration import parse_duration
 from sluice.api.rollout import RolloutStatus
 from sluice.cluster.analysis_runs import AnalysisInvalid, manifest
+from sluice.cluster.labels import ROLLOUT as ROLLOUT_LABEL
 from sluice.cluster.observe import run_observed
 from sluice.cluster.wire import strip_empty
 from sluice.engine import Decision, RemoveAction, RolloutInput, decide
 from sluice.engine.hashing import template_hash
-from sluice.engine.types import CreateRun, RunObserved, TerminateRun
+from sluice.engine.types import CreateRun, DeleteRun, RunObserved, TerminateRun
 from sluice.engine.validate import InvalidSpec, parse_spec
 from sluice.metrics.base import MetricProvider
 from sluice.sim.load import Loaded
@@ -304,6 +305,7 @@ class _Simulation:
                 or seen[1] is not run.status
             ):
                 body = {
+                    "metadata": {"name": name, "labels": {ROLLOUT_LABEL: self.name}},
                     "spec": {
                         "kind": run.spec.kind,
                         "revision": run.spec.revision,
@@ -327,12 +329,14 @@ class _Simulation:
         )
         decision = decide(inp, observed, self.clock())
         self.decisions += 1
-        runs = [a for a in decision.actions if isinstance(a, CreateRun | TerminateRun)]
+        runs = [a for a in decision.actions if isinstance(a, CreateRun | TerminateRun | DeleteRun)]
         self.cluster.apply([a for a in decision.actions if a not in runs], self.t)
         self.status = decision.status
         for act in runs:
             if isinstance(act, CreateRun):
                 self._create(act)
+            elif isinstance(act, DeleteRun):
+                self.runs.pop(act.name, None)
             else:
                 run = self.runs.get(act.name)
                 if run is not None:  # as the reconciler's patch: spec.terminate
