@@ -783,7 +783,9 @@ class _Decider:
         was = next((c for c in self.old.conditions if c.type == "InvalidSpec"), None)
         if was is None or was.status != "True" or was.message != message:
             self._event("InvalidSpec", message, warning=True)
+        # The spec was read, and refused: say so for this generation (GitOps health checks).
         s.update(phase="Degraded", message=f"invalid spec: {message}")
+        s["observed_generation"] = self.inp.generation
         truth = {t: False for t in CONDITION_TYPES}
         truth.update(Degraded=True, InvalidSpec=True)
         self._conditions(truth, "InvalidSpec", message)
