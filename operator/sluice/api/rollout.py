@@ -14,11 +14,14 @@ from pydantic import ConfigDict, Field, field_validator
 from sluice.api.analysis import BackgroundAnalysis, RolloutAnalysis
 from sluice.api.base import Model
 from sluice.api.duration import parse_duration
+from sluice.api.traffic import PRESERVE, SetCanaryScale, SetHeaderRoute, TrafficRouting
 
 GROUP = "sluice.dev"
 VERSION = "v1alpha1"
 ACTION_ANNOTATION = f"{GROUP}/action"
 ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume")
+MAX_SECONDS = 30 * 24 * 3600  # bound of every duration: a date past it overflows nothing
+MAX_STEPS = 100
 
 Phase = Literal["Progressing", "Paused", "Healthy", "Degraded"]
 ConditionType = Literal["Progressing", "Paused", "Completed", "Healthy", "Degraded", "InvalidSpec"]
@@ -42,8 +45,8 @@ class Pause(Model):
     @field_validator("duration")
     @classmethod
     def _duration_parses(cls, value: int | str | None) -> int | str | None:
-        if value is not None:
-            parse_duration(value)
+        if value is not None and parse_duration(value) > MAX_SECONDS:
+            raise ValueError(f"at most {MAX_SECONDS}s (30 days)")
         return value
 
     def seconds(self) -> float | None:
@@ -59,7 +62,10 @@ class CanaryStep(Model):
                 {"required": ["setWeight"]},
                 {"required": ["pause"]},
                 {"required": ["analysis"]},
-            ]
+                {"required": ["setCanaryScale"]},
+                {"required": ["setHeaderRoute"]},
+            ],
+            **PRESERVE,
         }
     )
 
@@ -83,17 +89,26 @@ class CanaryStep(Model):
         "aborts, inconclusive pauses for a human.",
     )
 
-    def kind(self) -> str:
-        if self.set_weight is not None:
-            return "setWeight"
-        return "pause" if self.pause is not None else "analysis"
+    set_canary_scale: SetCanaryScale | None = Field(
+        default=None,
+        description="Size the canary apart from its weight, from this step until the next "
+        "setCanaryScale or the end of the rollout (needs trafficRouting).",
+    )
+    set_header_route: SetHeaderRoute | None = Field(
+        default=None,
+        description="Route requests matching a header or cookie to the canary whatever the "
+        "weight, until the rollout ends (needs trafficRouting and managedRoutes).",
+    )
 
 
 class CanaryStrategy(Model):
     """Progressive canary: the new version runs beside the stable one, stage by stage."""
 
+    model_config = ConfigDict(json_schema_extra=PRESERVE)
+
     steps: list[CanaryStep] = Field(
         default_factory=list,
+        max_length=MAX_STEPS,
         description=(
             "The stages, in order. After the last one the canary is promoted to stable. "
             "Weights may not go down from one setWeight step to a later one."
@@ -102,6 +117,7 @@ class CanaryStrategy(Model):
     scale_down_delay_seconds: int = Field(
         default=30,
         ge=0,
+        le=MAX_SECONDS,
         description=(
             "How long the previous version stays at full scale after a promotion or an "
             "abort before it is scaled to zero, so that a revert is instant. Defaults to 30."
@@ -116,6 +132,29 @@ class CanaryStrategy(Model):
         default=None,
         description="Analysis after the canary became stable, while the previous version is "
         "still warm (kept until it ends); a failure switches back to the previous at once.",
+    )
+    stable_service: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="Name of the Service selecting the stable pods, which Sluice creates and "
+        "owns. Defaults to <name>-stable.",
+    )
+    canary_service: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="Name of the Service selecting the canary pods, which Sluice creates and "
+        "owns. Defaults to <name>-canary.",
+    )
+    dynamic_stable_scale: bool = Field(
+        default=False,
+        description="With a traffic router: shrink the stable as its share of traffic falls "
+        "(never below what its weight needs); on abort it is back at full size and Ready "
+        "before traffic returns to it. Defaults to false: the stable stays at full size.",
+    )
+    traffic_routing: TrafficRouting | None = Field(
+        default=None,
+        description="Set the weight in an ingress controller or mesh; the canary is then sized "
+        "to its weight (or setCanaryScale). Omitted: the weight is the share of pods.",
     )
 
 
@@ -159,6 +198,7 @@ class RolloutSpec(Model):
     replicas: int = Field(
         default=1,
         ge=0,
+        le=100_000,
         description="Desired number of pods of the stable version. Defaults to 1. "
         "Also the target of the scale subresource (kubectl scale, HPA).",
     )
@@ -178,6 +218,7 @@ class RolloutSpec(Model):
     progress_deadline_seconds: int = Field(
         default=600,
         ge=1,
+        le=MAX_SECONDS,
         description=(
             "How long a step may wait for the canary to become available before the "
             "rollout is aborted (reason ProgressDeadlineExceeded). Defaults to 600."
@@ -190,6 +231,7 @@ class RolloutSpec(Model):
     revision_history_limit: int = Field(
         default=10,
         ge=0,
+        le=1000,
         description="Old ReplicaSets kept by each child Deployment, and how many past canary "
         "attempts keep their AnalysisRuns. Defaults to 10.",
     )

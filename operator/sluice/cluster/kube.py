@@ -11,12 +11,15 @@ import asyncio
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from sluice.api.rollout import GROUP, VERSION
+
+if TYPE_CHECKING:
+    from sluice.routers.base import ObjectRef
 
 Body = dict[str, Any]
 
@@ -190,6 +193,79 @@ class Kube:
             if exc.status == 404:
                 return None
             raise
+
+    # ------------------------------------------------------------ any object (router objects)
+    # CustomObjectsApi speaks the REST shape of every /apis group, built-in ones included.
+
+    async def get_object(self, ref: ObjectRef, namespace: str) -> Body | None:
+        try:
+            body: Body = await self.call(
+                self.custom.get_namespaced_custom_object,
+                ref.group,
+                ref.version,
+                namespace,
+                ref.plural,
+                ref.name,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        body.setdefault("kind", ref.kind)
+        return body
+
+    async def create_object(self, ref: ObjectRef, namespace: str, body: Body) -> Body:
+        written: Body = await self.call(
+            self.custom.create_namespaced_custom_object,
+            ref.group,
+            ref.version,
+            namespace,
+            ref.plural,
+            body,
+        )
+        return written
+
+    async def replace_object(self, ref: ObjectRef, namespace: str, body: Body) -> Body:
+        """PUT; `body.metadata.resourceVersion` makes it conditional (409 if it changed)."""
+        written: Body = await self.call(
+            self.custom.replace_namespaced_custom_object,
+            ref.group,
+            ref.version,
+            namespace,
+            ref.plural,
+            ref.name,
+            body,
+        )
+        return written
+
+    async def patch_object(
+        self, ref: ObjectRef, namespace: str, patch: Body | list[Body]
+    ) -> Body:
+        written: Body = await self.call(
+            self.custom.patch_namespaced_custom_object,
+            ref.group,
+            ref.version,
+            namespace,
+            ref.plural,
+            ref.name,
+            patch,
+            _content_type=_patch_type(patch),
+        )
+        return written
+
+    async def delete_object(self, ref: ObjectRef, namespace: str) -> None:
+        try:
+            await self.call(
+                self.custom.delete_namespaced_custom_object,
+                ref.group,
+                ref.version,
+                namespace,
+                ref.plural,
+                ref.name,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     async def create_event(self, namespace: str, body: Body) -> None:
         await self.call(self.core.create_namespaced_event, namespace, body)

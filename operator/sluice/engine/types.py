@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sluice.api.rollout import RolloutStatus
+from sluice.api.traffic import HeaderRoutingMatch
 
 Slot = Literal["a", "b"]
 SLOTS: tuple[Slot, Slot] = ("a", "b")
@@ -39,12 +40,35 @@ class SlotObserved:
 
 
 @dataclass(frozen=True)
-class TrafficTarget:
-    """Where traffic goes. `canary_slot` is None when no canary takes any."""
+class HeaderRoute:
+    """A managed route: requests matching all of `match` go to the canary."""
+
+    name: str
+    match: tuple[HeaderRoutingMatch, ...]
+
+
+@dataclass(frozen=True)
+class TrafficPlan:
+    """Where traffic goes. `canary_slot` is None when the canary takes none (no weight, no
+    header route); `header_routes` are in the order of trafficRouting.managedRoutes."""
 
     stable_slot: Slot
     canary_slot: Slot | None = None
     canary_weight: int = 0
+    header_routes: tuple[HeaderRoute, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrafficObserved:
+    """The plan last applied (read from the Services Sluice owns), and whether every router's
+    live objects carry it. `problem` names an object or field that stops a router."""
+
+    plan: TrafficPlan | None = None
+    verified: bool = False
+    problem: str | None = None
+
+    def settled(self, plan: TrafficPlan) -> bool:
+        return self.plan == plan and self.verified and self.problem is None
 
 
 @dataclass(frozen=True)
@@ -52,7 +76,7 @@ class Observed:
     slots: dict[Slot, SlotObserved] = field(
         default_factory=lambda: {"a": SlotObserved(), "b": SlotObserved()}
     )
-    traffic: TrafficTarget | None = None  # as the router reports it; None: never set
+    traffic: TrafficObserved = field(default_factory=TrafficObserved)
     # Revisions whose Deployment the API server refused, with its message (e.g. a
     # container without an image): reported as InvalidSpec instead of retried forever.
     rejected: dict[str, str] = field(default_factory=dict)
@@ -81,7 +105,10 @@ class ScaleSlot:
 
 @dataclass(frozen=True)
 class SetTraffic:
-    target: TrafficTarget
+    """Make every router carry `plan` (idempotent; `restore` says a hand edit is undone)."""
+
+    plan: TrafficPlan
+    restore: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,24 @@
+"""From a Rollout's trafficRouting to its routers; the one place that lists the providers."""
+
+from __future__ import annotations
+
+from sluice.api.rollout import RolloutSpec
+from sluice.cluster.kube import Kube
+from sluice.routers.base import Capabilities, TrafficRouter
+from sluice.routers.services import ServiceRouter
+from sluice.routers.set import RouterSet
+
+# trafficRouting field (python name) -> provider class; each lives in its own module.
+PROVIDERS: dict[str, type[TrafficRouter]] = {}
+
+
+def capabilities(field: str) -> Capabilities | None:
+    provider = PROVIDERS.get(field)
+    return provider.capabilities if provider else None
+
+
+def routers(kube: Kube, spec: RolloutSpec) -> RouterSet:
+    routing = spec.strategy.canary.traffic_routing
+    fields = routing.providers() if routing else []
+    providers = [PROVIDERS[f](kube) for f in fields if f in PROVIDERS]
+    return RouterSet(ServiceRouter(kube), providers)
