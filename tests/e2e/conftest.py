@@ -233,6 +233,53 @@ def kubeconfig() -> str:
     return path
 
 
+SHARED = Path(os.environ.get("SLUICE_SHARED", ROOT.parent / "shared"))
+ROUTER_CRDS = {
+    "istio": ["virtualservices.networking.istio.io", "destinationrules.networking.istio.io"],
+    "gateway-api": ["httproutes.gateway.networking.k8s.io"],
+    "smi": ["trafficsplits.split.smi-spec.io"],
+}
+
+
+@pytest.fixture(scope="session")
+def router_crds(kubeconfig: str) -> str:
+    """The real Istio, Gateway API and SMI CRDs (../shared/crds), installed once.
+
+    `create --validate=false`: v1.20's kubectl refuses their CEL rules, which the server
+    drops. Already installed (another run) is fine.
+    """
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    for folder in ROUTER_CRDS:
+        path = SHARED / "crds" / folder
+        if not path.is_dir():
+            pytest.fail(f"router CRDs not found in {path} (set SLUICE_SHARED)", pytrace=False)
+        proc = subprocess.run(
+            ["kubectl", "create", "--validate=false", "-f", str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if proc.returncode != 0 and "AlreadyExists" not in proc.stderr:
+            pytest.fail(f"installing {path} failed: {proc.stderr[-2000:]}", pytrace=False)
+    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+    for crd in [c for crds in ROUTER_CRDS.values() for c in crds]:
+        wait_for(
+            f"CRD {crd} Established",
+            lambda crd=crd: (
+                subprocess.run(
+                    ["kubectl", "get", "crd", crd, "-o", f"jsonpath={jsonpath}"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
+                == "True"
+            ),
+            timeout=60,
+        )
+    return kubeconfig
+
+
 @pytest.fixture
 def cluster(kubeconfig: str) -> Iterator[Cluster]:
     namespace = f"e2e-{uuid.uuid4().hex[:6]}"
