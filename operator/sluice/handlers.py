@@ -135,6 +135,37 @@ async def analysis_run_event(**kwargs: Any) -> None:
         STATE["executor"].run_event(event.get("type"), body)
 
 
+# Router kinds: the user's objects (no Sluice label: filtered by name in the cache, which
+# keeps only those a Rollout names) and the ones Sluice owns (labelled, cached as children).
+# kopf watches a kind only while its CRD is installed.
+ROUTER_KINDS = (
+    ("networking.k8s.io", "ingresses", "Ingress"),
+    ("networking.istio.io", "virtualservices", "VirtualService"),
+    ("networking.istio.io", "destinationrules", "DestinationRule"),
+    ("gateway.networking.k8s.io", "httproutes", "HTTPRoute"),
+    ("split.smi-spec.io", "trafficsplits", "TrafficSplit"),
+)
+
+
+def _router_handler(kind: str) -> Any:
+    async def router_object_event(**kwargs: Any) -> None:
+        event = kwargs["event"]
+        controller = _controller()
+        if controller is None:
+            return
+        body = {**event["object"], "kind": kind}
+        if (body.get("metadata", {}).get("labels") or {}).get(L.ROLLOUT):
+            controller.child_event(event.get("type"), body)
+        controller.object_event(event.get("type"), body)
+
+    router_object_event.__name__ = f"{kind.lower()}_event"
+    return router_object_event
+
+
+for _group, _plural, _kind in ROUTER_KINDS:
+    kopf.on.event(_group, _plural, id=f"{_kind.lower()}-event")(_router_handler(_kind))
+
+
 class AlertToken:
     """The webhook's bearer token, read from a Secret and refreshed every 30 s (rotation)."""
 

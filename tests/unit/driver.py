@@ -36,7 +36,7 @@ from sluice.engine.types import (
     SetTraffic,
     Slot,
     TerminateRun,
-    TrafficTarget,
+    TrafficPlan,
 )
 from sluice.sim.memory import MemoryCluster
 
@@ -152,6 +152,23 @@ class Driver:
             self.spec = copy.deepcopy(spec)
         if action is not None:
             self.annotation = action
+        decision = last = self._reconcile(remove_annotation)
+        # Writing the routers' objects brings their watch events at once: the operator
+        # reconciles again and counts the weight it verified. One step is that moment.
+        for _ in range(3):
+            if not any(isinstance(a, SetTraffic) for a in last.actions):
+                break
+            more = last = self._reconcile(remove_annotation)
+            decision = dataclasses.replace(
+                more,
+                actions=decision.actions + more.actions,
+                events=decision.events + more.events,
+                status_changed=decision.status_changed or more.status_changed,
+            )
+        self.last = decision
+        return decision
+
+    def _reconcile(self, remove_annotation: bool) -> Decision:
         decision = decide(self.input(), self.observe(), self.now)
         runs = [a for a in decision.actions if isinstance(a, CreateRun | TerminateRun | DeleteRun)]
         self.cluster.apply([a for a in decision.actions if a not in runs], self.t)
@@ -159,7 +176,6 @@ class Driver:
         if remove_annotation and any(isinstance(a, RemoveAction) for a in decision.actions):
             self.annotation = None
         self.status = decision.status
-        self.last = decision
         self.history.append(decision)
         return decision
 
@@ -260,7 +276,7 @@ class Driver:
         return self.observe().slots[slot].ready
 
     @property
-    def traffic(self) -> TrafficTarget | None:
+    def traffic(self) -> TrafficPlan | None:
         return self.cluster.traffic
 
     def condition(self, kind: str) -> Condition:
@@ -276,7 +292,7 @@ class Driver:
         return [e.reason for d in decisions for e in d.events]
 
 
-def serving_ready(observed: Observed, traffic: TrafficTarget | None) -> int:
+def serving_ready(observed: Observed, traffic: TrafficPlan | None) -> int:
     """Ready pods behind the traffic target: the stable slot, plus the canary slot if it
     takes traffic. Pods of any revision the slot runs count (Observed counts its own)."""
     if traffic is None:

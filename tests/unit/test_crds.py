@@ -50,6 +50,9 @@ def test_schema_is_structural_enough_for_the_api_server() -> None:
     assert "ro" not in crd["spec"]["names"]["shortNames"]  # Argo Rollouts' short name
     steps = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["strategy"]
     step = steps["properties"]["canary"]["properties"]["steps"]["items"]
-    kinds = [{"required": ["setWeight"]}, {"required": ["pause"]}, {"required": ["analysis"]}]
+    kinds = [
+        {"required": [kind]}
+        for kind in ("setWeight", "pause", "analysis", "setCanaryScale", "setHeaderRoute")
+    ]
     assert step["oneOf"] == kinds
     assert step["properties"]["setWeight"]["maximum"] == 100

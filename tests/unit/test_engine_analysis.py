@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from sluice.engine.gates import alert_run_prefix
 from sluice.engine.timefmt import fmt
-from sluice.engine.types import CreateRun, Decision, SetTraffic, TerminateRun, TrafficTarget
+from sluice.engine.types import CreateRun, Decision, SetTraffic, TerminateRun, TrafficPlan
 
 V1, V2, V3 = revision("web:1"), revision("web:2"), revision("web:3")
 
@@ -82,8 +82,8 @@ def terminated(decision: Decision) -> list[str]:
     return sorted(a.name for a in decision.actions if isinstance(a, TerminateRun))
 
 
-def traffic_set(decision: Decision) -> list[TrafficTarget]:
-    return [a.target for a in decision.actions if isinstance(a, SetTraffic)]
+def traffic_set(decision: Decision) -> list[TrafficPlan]:
+    return [a.plan for a in decision.actions if isinstance(a, SetTraffic)]
 
 
 def assert_aborted(d: Driver, reason: str, *words: str) -> None:
@@ -96,7 +96,7 @@ def assert_aborted(d: Driver, reason: str, *words: str) -> None:
     assert d.condition("Degraded").reason == reason
     assert d.true_conditions() == {"Degraded"}
     assert d.status.canary_weight == 0
-    assert d.traffic == TrafficTarget(stable_slot="a")
+    assert d.traffic == TrafficPlan(stable_slot="a")
     assert d.replicas("a") == 4 and d.revision_of("a") == V1
 
 
@@ -119,7 +119,7 @@ def test_analysis_step_creates_a_run_and_waits_for_its_verdict() -> None:
     assert d.condition("Progressing").reason == "StepInProgress"
     assert "step 1/4: analysis" in d.status.message
     assert (d.replicas("a"), d.replicas("b")) == (3, 1)
-    assert d.traffic == TrafficTarget(stable_slot="a", canary_slot="b", canary_weight=25)
+    assert d.traffic == TrafficPlan(stable_slot="a", canary_slot="b", canary_weight=25)
 
     # A run may take longer than the progress deadline (600 s): the step just waits.
     for decision in d.run(900, tick=30):
@@ -153,7 +153,7 @@ def test_failed_run_aborts_naming_the_run_and_its_message(analysis: dict[str, An
     assert_aborted(d, "AnalysisFailed", STEP1, "errors: 0.31 is not < 0.02 (query q)")
     assert d.status.message.startswith("aborted: ")
     assert events(aborted) == [("Aborted", "Warning")]
-    assert traffic_set(aborted) == [TrafficTarget(stable_slot="a")]
+    assert traffic_set(aborted) == [TrafficPlan(stable_slot="a")]
     assert d.replicas("b") == 1  # kept for scaleDownDelaySeconds (30)
     d.step(29)
     assert d.replicas("b") == 1
@@ -178,7 +178,7 @@ def test_error_run_with_on_error_pause_pauses_until_promoted() -> None:
     assert d.status.phase == "Paused" and d.status.abort is None
     assert d.condition("Paused").reason == "AnalysisError"
     assert STEP1 in d.status.message and "onProviderError: pause" in d.status.message
-    assert d.traffic == TrafficTarget(stable_slot="a", canary_slot="b", canary_weight=25)
+    assert d.traffic == TrafficPlan(stable_slot="a", canary_slot="b", canary_weight=25)
     d.run(700, tick=100)  # past the progress deadline: still paused, not aborted
     assert d.status.phase == "Paused" and d.status.current_step_index == 1
 
@@ -280,7 +280,7 @@ def test_background_failure_aborts_at_once_at_any_step(at_step: int) -> None:
     d.set_run(BG, "Failed", "errors: 0.2 is not < 0.02")
     aborted = d.step(1)
     assert_aborted(d, "AnalysisFailed", BG, "0.2 is not < 0.02")
-    assert traffic_set(aborted) == [TrafficTarget(stable_slot="a")]
+    assert traffic_set(aborted) == [TrafficPlan(stable_slot="a")]
     assert events(aborted) == [("Aborted", "Warning")]
 
 
@@ -384,7 +384,7 @@ def test_a_firing_alert_for_the_canary_aborts() -> None:
     alert = d.add_alert(V2, "alert HighErrorRate firing: 5xx above 5%")
     aborted = d.step(1)
     assert_aborted(d, "AlertFired", "HighErrorRate firing: 5xx above 5%", alert)
-    assert traffic_set(aborted) == [TrafficTarget(stable_slot="a")]
+    assert traffic_set(aborted) == [TrafficPlan(stable_slot="a")]
     assert terminated(aborted) == sorted([BG, STEP1])  # never the alert run itself
     assert d.runs[alert].phase == "Failed"
 
@@ -411,7 +411,7 @@ def test_retry_after_a_failed_analysis_uses_new_run_names() -> None:
     assert "Retried" in d.reasons([retried])
     assert created(retried) == [second]  # step 0 is Ready already: on to the analysis
     assert d.status.current_step_index == 1 and d.status.phase == "Progressing"
-    assert d.traffic == TrafficTarget(stable_slot="a", canary_slot="b", canary_weight=25)
+    assert d.traffic == TrafficPlan(stable_slot="a", canary_slot="b", canary_weight=25)
     d.set_run(second, "Successful")
     d.step(1)
     assert d.status.current_step_index == 2
@@ -438,7 +438,7 @@ def test_post_promotion_run_starts_after_the_swap_and_keeps_the_previous_warm() 
     d, promoted = promoted_under_bake(delay=10)
     assert created(promoted) == [POST]
     assert d.runs[POST].kind == "postPromotion" and d.runs[POST].revision == V2
-    assert traffic_set(promoted) == [TrafficTarget(stable_slot="b")]
+    assert traffic_set(promoted) == [TrafficPlan(stable_slot="b")]
     assert d.status.stable_revision == V2 and d.status.stable_slot == "b"
     assert d.status.canary_revision == "" and d.status.post_promotion_run == POST
     assert d.status.phase == "Progressing"
@@ -469,8 +469,8 @@ def test_post_promotion_failure_switches_traffic_back_at_once() -> None:
     d, _ = promoted_under_bake(delay=10)
     d.set_run(POST, "Failed", "errors: 0.4 is not < 0.02")
     reverted = d.step(1)
-    assert traffic_set(reverted) == [TrafficTarget(stable_slot="a")]
-    assert d.traffic == TrafficTarget(stable_slot="a")
+    assert traffic_set(reverted) == [TrafficPlan(stable_slot="a")]
+    assert d.traffic == TrafficPlan(stable_slot="a")
     assert d.status.stable_slot == "a" and d.status.stable_revision == V1
     assert d.status.phase == "Degraded" and d.status.post_promotion_run is None
     assert d.status.abort is not None and d.status.abort.reason == "AnalysisFailed"
@@ -483,14 +483,14 @@ def test_post_promotion_failure_switches_traffic_back_at_once() -> None:
     assert d.replicas("b") == 4
     d.step(1)
     assert (d.replicas("a"), d.replicas("b")) == (4, 0)
-    assert d.traffic == TrafficTarget(stable_slot="a")
+    assert d.traffic == TrafficPlan(stable_slot="a")
 
 
 def test_alert_during_post_promotion_reverts_and_stops_the_bake() -> None:
     d, _ = promoted_under_bake()
     alert = d.add_alert(V2, "alert HighLatency firing")
     reverted = d.step(1)
-    assert traffic_set(reverted) == [TrafficTarget(stable_slot="a")]
+    assert traffic_set(reverted) == [TrafficPlan(stable_slot="a")]
     assert d.status.stable_revision == V1 and d.status.phase == "Degraded"
     assert d.status.abort is not None and d.status.abort.reason == "AlertFired"
     assert alert in d.status.abort.message and "HighLatency" in d.status.abort.message
@@ -518,13 +518,13 @@ def test_template_back_to_previous_during_the_bake_rolls_back_and_ends_it() -> N
     d, _ = promoted_under_bake(delay=10)
     back = d.step(1, spec=with_image(d.spec, "web:1"))
     assert "RolledBack" in d.reasons([back])
-    assert d.status.stable_revision == V1 and d.traffic == TrafficTarget(stable_slot="a")
+    assert d.status.stable_revision == V1 and d.traffic == TrafficPlan(stable_slot="a")
     assert d.status.post_promotion_run is None and d.status.phase == "Healthy"
     assert terminated(back) == [POST]
     # A verdict on web:2 arriving now must not switch traffic back to web:2.
     d.set_run(POST, "Failed", "late verdict")
     d.step(1)
-    assert d.status.stable_revision == V1 and d.traffic == TrafficTarget(stable_slot="a")
+    assert d.status.stable_revision == V1 and d.traffic == TrafficPlan(stable_slot="a")
     assert d.status.abort is None and d.status.phase == "Healthy"
 
 
@@ -540,7 +540,7 @@ def test_new_template_during_the_bake_ends_it() -> None:
     d.step(0, spec=spec)  # postPromotionAnalysis removed from the spec
     d.run(10, tick=2)
     assert d.status.stable_revision == V3 and d.status.phase == "Healthy"
-    assert d.status.abort is None and d.traffic == TrafficTarget(stable_slot="a")
+    assert d.status.abort is None and d.traffic == TrafficPlan(stable_slot="a")
 
 
 # ---------------------------------------------------------------- pauses and the deadline
@@ -802,7 +802,7 @@ def test_promote_accepts_an_inconclusive_bake_and_abort_reverts_one() -> None:
     d.step(1, action="abort")
     assert d.status.stable_revision == V1 and d.status.phase == "Degraded"
     assert d.status.abort is not None and d.status.abort.reason == "UserAbort"
-    assert d.traffic == TrafficTarget(stable_slot="a")
+    assert d.traffic == TrafficPlan(stable_slot="a")
 
 
 def test_retry_after_an_alert_is_not_aborted_by_the_same_alert() -> None:

@@ -137,9 +137,9 @@ def check_reconcile(driver: Driver, before: Observed, old_weight: int, d: Decisi
     assert 0 <= st_.canary_weight <= 100
     for act in d.actions:
         if isinstance(act, SetTraffic):
-            assert 0 <= act.target.canary_weight <= 100
-            assert (act.target.canary_slot is None) == (act.target.canary_weight == 0)
-            assert act.target.canary_slot != act.target.stable_slot
+            assert 0 <= act.plan.canary_weight <= 100
+            assert (act.plan.canary_slot is None) == (act.plan.canary_weight == 0)
+            assert act.plan.canary_slot != act.plan.stable_slot
 
     # The weight never moves toward a canary that is not Ready.
     if st_.canary_weight > old_weight:
@@ -151,18 +151,20 @@ def check_reconcile(driver: Driver, before: Observed, old_weight: int, d: Decisi
             f"weight {old_weight}->{st_.canary_weight} with {have}/{need} canary pods Ready"
         )
     for act in d.actions:
-        if isinstance(act, SetTraffic) and act.target.canary_slot is not None:
-            w = act.target.canary_weight
-            before_w = before.traffic.canary_weight if before.traffic else 0
+        if isinstance(act, SetTraffic) and act.plan.canary_slot is not None:
+            w = act.plan.canary_weight
+            before_w = before.traffic.plan.canary_weight if before.traffic.plan else 0
             if w > before_w:
-                have = _ready_of(before, act.target.canary_slot, st_.canary_revision)
+                # A promotion later in the same moment makes the canary the stable.
+                canary_rev = st_.canary_revision or st_.stable_revision
+                have = _ready_of(before, act.plan.canary_slot, canary_rev)
                 assert have >= math.ceil(replicas * w / 100)
 
     # Ready capacity behind the traffic never drops below min(R, before), but for an
     # abort or a revert (which move traffic back to the stable at once, by design).
     after = driver.observe()
     if not reasons & EXEMPT:
-        had = serving_ready(before, before.traffic)
+        had = serving_ready(before, before.traffic.plan)
         has = serving_ready(after, driver.traffic)
         assert has >= min(replicas, had), (
             f"Ready capacity {had} -> {has} (replicas {replicas}); events {sorted(reasons)}; "
@@ -178,7 +180,7 @@ def check_reconcile(driver: Driver, before: Observed, old_weight: int, d: Decisi
         assert driver.replicas(st_.stable_slot or "a") == replicas
         for act in d.actions:
             if isinstance(act, SetTraffic):
-                assert act.target.canary_weight == 0 and act.target.canary_slot is None
+                assert act.plan.canary_weight == 0 and act.plan.canary_slot is None
 
     # The status' traffic view matches what was applied.
     assert driver.traffic is not None

@@ -14,7 +14,7 @@ import pytest
 from driver import Driver, make_spec, revision, serving_ready, with_image, workload_actions
 
 from sluice.engine.decide import CONDITION_TYPES
-from sluice.engine.types import DeploySlot, RemoveAction, SetTraffic, TrafficTarget
+from sluice.engine.types import DeploySlot, RemoveAction, SetTraffic, TrafficPlan
 
 V1, V2, V3 = revision("web:1"), revision("web:2"), revision("web:3")
 
@@ -60,7 +60,7 @@ def test_first_template_becomes_stable_directly() -> None:
 
     assert d.replicas("a") == 3 and d.revision_of("a") == V1
     assert d.revision_of("b") is None  # no canary slot at all
-    assert d.traffic == TrafficTarget(stable_slot="a")
+    assert d.traffic == TrafficPlan(stable_slot="a")
     assert d.status.stable_revision == V1 and d.status.stable_slot == "a"
     assert d.status.canary_revision == "" and d.status.current_step_index is None
     assert d.status.phase == "Progressing"
@@ -103,7 +103,7 @@ def test_new_template_starts_a_canary_at_step_0_in_the_other_slot() -> None:
     assert d.revision_of("b") == V2 and d.replicas("b") == 2  # ceil(8 * 25 / 100)
     assert d.replicas("a") == 8  # nothing Ready on the canary yet: the stable keeps all
     assert d.status.canary_weight == 0
-    assert d.traffic == TrafficTarget(stable_slot="a")
+    assert d.traffic == TrafficPlan(stable_slot="a")
     assert [e.reason for e in started.events] == ["RolloutStarted"]
     assert d.status.phase == "Progressing"
     assert d.condition("Progressing").reason == "StepInProgress"
@@ -123,7 +123,7 @@ def test_set_weight_25_on_8_replicas_gives_canary_2_stable_6_once_ready() -> Non
     reached = d.step(1)  # now they are
     assert (d.replicas("a"), d.replicas("b")) == (6, 2)
     assert d.status.canary_weight == 25
-    assert d.traffic == TrafficTarget(stable_slot="a", canary_slot="b", canary_weight=25)
+    assert d.traffic == TrafficPlan(stable_slot="a", canary_slot="b", canary_weight=25)
     assert d.status.current_step_index == 1  # on to the untimed pause
     assert [e.reason for e in reached.events] == ["StepReached"]
     assert d.status.phase == "Paused" and d.condition("Paused").reason == "PauseStep"
@@ -140,7 +140,7 @@ def test_weight_never_moves_toward_a_canary_that_is_not_ready() -> None:
     for _ in range(19):
         d.step(1)
         assert d.status.canary_weight == 0 and d.status.current_step_index == 0
-        assert d.traffic == TrafficTarget(stable_slot="a")
+        assert d.traffic == TrafficPlan(stable_slot="a")
         assert d.replicas("a") == 4
     d.step(1)
     assert d.status.canary_weight == 25 and d.replicas("a") == 3
@@ -217,8 +217,10 @@ def test_promotion_flips_slots_without_rerolling_and_keeps_the_old_stable_warm()
     assert d.status.stable_slot == "b" and d.status.stable_revision == V2
     assert d.status.canary_revision == "" and d.status.current_step_index is None
     assert d.status.canary_weight == 0
-    assert d.traffic == TrafficTarget(stable_slot="b")
-    assert (d.replicas("a"), d.replicas("b")) == (4, 4)  # previous kept at R
+    assert d.traffic == TrafficPlan(stable_slot="b")
+    # Warm keeps what was running (the stable had shrunk to 2 for the 50 % canary):
+    # promotion never scales the retiring version back up.
+    assert (d.replicas("a"), d.replicas("b")) == (2, 4)
     assert d.revision_of("a") == V1
     assert d.status.previous is not None and d.status.previous.slot == "a"
     assert "Completed" in d.reasons([promoted])
@@ -227,7 +229,7 @@ def test_promotion_flips_slots_without_rerolling_and_keeps_the_old_stable_warm()
     assert d.true_conditions() == {"Healthy", "Completed"}
 
     d.step(29)
-    assert d.replicas("a") == 4
+    assert d.replicas("a") == 2
     scaled = d.step(1)
     assert d.replicas("a") == 0 and d.replicas("b") == 4
     assert d.status.previous is None
@@ -249,7 +251,9 @@ def test_slots_ping_pong() -> None:
 
 
 def test_template_back_to_previous_while_warm_switches_at_once() -> None:
-    spec = make_spec([{"setWeight": 50}], replicas=2, scaleDownDelaySeconds=60)
+    # 10 % of 2 replicas is 1 canary pod beside a stable that keeps both of its pods, so
+    # the previous version is still at full size after the promotion.
+    spec = make_spec([{"setWeight": 10}], replicas=2, scaleDownDelaySeconds=60)
     d = healthy(spec)
     d.step(1, spec=with_image(spec, "web:2"))
     d.run(6)
@@ -258,7 +262,7 @@ def test_template_back_to_previous_while_warm_switches_at_once() -> None:
     assert "RolledBack" in d.reasons([back])
     assert d.status.stable_slot == "a" and d.status.stable_revision == V1
     assert d.status.canary_revision == ""
-    assert d.traffic == TrafficTarget(stable_slot="a")
+    assert d.traffic == TrafficPlan(stable_slot="a")
     assert serving_ready(d.observe(), d.traffic) == 2
 
 
@@ -390,7 +394,7 @@ def test_abort_sends_all_traffic_to_stable_and_keeps_the_canary_for_the_delay() 
     aborted = d.step(1, action="abort")
 
     traffic = [a for a in aborted.actions if isinstance(a, SetTraffic)]
-    assert traffic == [SetTraffic(TrafficTarget(stable_slot="a", canary_slot=None))]
+    assert traffic == [SetTraffic(TrafficPlan(stable_slot="a", canary_slot=None))]
     assert d.status.canary_weight == 0
     assert (d.replicas("a"), d.replicas("b")) == (8, 2)  # canary kept, stable back to R
     assert d.status.phase == "Degraded"
@@ -413,7 +417,7 @@ def test_abort_with_no_delay_scales_the_canary_down_at_once() -> None:
     d = canary_at_25(replicas=4, scaleDownDelaySeconds=0)
     d.step(1, action="abort")
     assert (d.replicas("a"), d.replicas("b")) == (4, 0)
-    assert d.traffic == TrafficTarget(stable_slot="a")
+    assert d.traffic == TrafficPlan(stable_slot="a")
 
 
 def test_retry_restarts_from_step_0() -> None:
@@ -458,7 +462,7 @@ def test_progress_deadline_aborts_a_canary_that_never_gets_ready() -> None:
     assert d.status.phase == "Degraded"
     assert d.condition("Degraded").reason == "ProgressDeadlineExceeded"
     assert [(e.reason, e.type) for e in aborted.events] == [("Aborted", "Warning")]
-    assert d.traffic == TrafficTarget(stable_slot="a")
+    assert d.traffic == TrafficPlan(stable_slot="a")
     assert d.replicas("a") == 4
     # The deciding reconcile already holds the abort's targets: nothing left to do.
     assert d.peek().actions == []
@@ -475,7 +479,7 @@ def test_progress_deadline_abort_restores_the_stable_in_the_same_reconcile() -> 
     assert "2/4" in d.status.abort.message
     assert "Aborted" in d.reasons([aborted])
     assert (d.replicas("a"), d.replicas("b")) == (8, 0)  # not one reconcile later
-    assert d.traffic == TrafficTarget(stable_slot="a")
+    assert d.traffic == TrafficPlan(stable_slot="a")
     assert d.peek().actions == []
 
 
@@ -514,7 +518,7 @@ def test_template_set_back_to_stable_reverts_at_once() -> None:
     assert [(e.reason, e.type) for e in reverted.events] == [("Reverted", "Warning")]
     assert d.status.canary_revision == "" and d.status.current_step_index is None
     assert d.status.canary_weight == 0 and d.status.abort is None
-    assert d.traffic == TrafficTarget(stable_slot="a")
+    assert d.traffic == TrafficPlan(stable_slot="a")
     assert (d.replicas("a"), d.replicas("b")) == (8, 0)
     assert not [a for a in reverted.actions if isinstance(a, DeploySlot)]
     d.step(2)
@@ -537,7 +541,7 @@ def test_new_template_mid_canary_refills_the_stable_before_replacing_it() -> Non
     assert [e.reason for e in waiting.events] == ["Progressing"]
     assert V3 in waiting.events[0].message
     assert (d.replicas("a"), d.replicas("b")) == (8, 2) and d.revision_of("b") == V2
-    assert d.traffic == TrafficTarget(stable_slot="a", canary_slot="b", canary_weight=25)
+    assert d.traffic == TrafficPlan(stable_slot="a", canary_slot="b", canary_weight=25)
     assert d.status.canary_revision == V2
     assert d.condition("Progressing").reason == "CanaryReplacing"
     assert serving_ready(d.observe(), d.traffic) == 8
@@ -546,7 +550,7 @@ def test_new_template_mid_canary_refills_the_stable_before_replacing_it() -> Non
     assert [e.reason for e in replaced.events] == ["CanaryReplaced"]
     assert d.status.canary_revision == V3 and d.status.current_step_index == 0
     assert d.revision_of("b") == V3 and d.replicas("b") == 2
-    assert d.traffic == TrafficTarget(stable_slot="a")
+    assert d.traffic == TrafficPlan(stable_slot="a")
     assert serving_ready(d.observe(), d.traffic) == 8
     d.step(2)
     assert d.status.canary_weight == 25
@@ -559,7 +563,7 @@ def test_abort_while_the_stable_is_refilled_aborts_the_new_template() -> None:
     assert [e.reason for e in aborted.events] == ["CanaryReplaced", "Aborted"]
     assert d.status.abort is not None and d.status.abort.revision == V3
     assert d.status.canary_revision == V3
-    assert d.traffic == TrafficTarget(stable_slot="a")
+    assert d.traffic == TrafficPlan(stable_slot="a")
     assert d.replicas("a") == 8
     assert d.peek().actions == []
 

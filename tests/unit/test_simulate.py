@@ -231,7 +231,7 @@ def test_invalid_rollout_messages_are_the_operators(
         parse_spec(spec["spec"])
     flat = out.replace("\n", "")
     assert code == 3 and f"{bad}: Rollout checkout: {operator.value}" in flat
-    assert "spec.strategy.canary.scaleDownDelay: Extra inputs are not permitted" in flat
+    assert "spec.strategy.canary.scaleDownDelay: not supported by Sluice (unknown field)" in flat
 
 
 @pytest.mark.parametrize(

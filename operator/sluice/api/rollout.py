@@ -94,6 +94,14 @@ class CanaryStep(Model):
         description="Size the canary apart from its weight, from this step until the next "
         "setCanaryScale or the end of the rollout (needs trafficRouting).",
     )
+
+    def kind(self) -> str:
+        """The wire name of the step's kind (the first one set)."""
+        for name, info in type(self).model_fields.items():
+            if getattr(self, name) is not None:
+                return info.alias or name
+        return ""
+
     set_header_route: SetHeaderRoute | None = Field(
         default=None,
         description="Route requests matching a header or cookie to the canary whatever the "
@@ -289,8 +297,9 @@ class PreviousStatus(Model):
 class RolloutStatus(Model):
     """What Sluice observed and decided. All operator state lives here."""
 
-    # A status written by a newer Sluice may carry fields this one does not know.
-    model_config = ConfigDict(extra="ignore")
+    # A status written by a newer Sluice may carry fields this one does not know. The
+    # engine edits a copy field by field: assignment is validated, a misspelt field raises.
+    model_config = ConfigDict(extra="ignore", frozen=False, validate_assignment=True)
 
     phase: Phase | None = Field(
         default=None, description="Progressing, Paused, Healthy or Degraded."

@@ -10,11 +10,12 @@ with the field's name, never silently ignored.
 from __future__ import annotations
 
 from pydantic import ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from sluice.api.base import Model
 
 # Unknown fields under these blocks reach the operator, which refuses them by name.
-PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
+PRESERVE: JsonDict = {"x-kubernetes-preserve-unknown-fields": True}
 NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"  # a DNS subdomain: any object name
 HEADER = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,256}$"  # an HTTP header field name (RFC 9110 token)
 
@@ -223,9 +224,7 @@ class GatewayAPITrafficRouting(Model):
 
     model_config = ConfigDict(json_schema_extra=PRESERVE)
 
-    http_route: str | None = Field(
-        default=None, pattern=NAME, description="The HTTPRoute to edit."
-    )
+    http_route: str | None = Field(default=None, pattern=NAME, description="The HTTPRoute to edit.")
     http_routes: list[GatewayAPIRoute] | None = Field(
         default=None, max_length=16, description="Several HTTPRoutes (instead of httpRoute)."
     )

@@ -238,9 +238,7 @@ class Kube:
         )
         return written
 
-    async def patch_object(
-        self, ref: ObjectRef, namespace: str, patch: Body | list[Body]
-    ) -> Body:
+    async def patch_object(self, ref: ObjectRef, namespace: str, patch: Body | list[Body]) -> Body:
         written: Body = await self.call(
             self.custom.patch_namespaced_custom_object,
             ref.group,

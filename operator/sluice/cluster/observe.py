@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sluice.cluster import labels as L
-from sluice.engine.types import SLOTS, Observed, RunObserved, Slot, SlotObserved, TrafficTarget
+from sluice.engine.types import SLOTS, Observed, RunObserved, Slot, SlotObserved, TrafficObserved
 
 Body = dict[str, Any]
 
@@ -36,7 +36,7 @@ def slot_observed(body: Body | None) -> SlotObserved:
 def observe(
     name: str,
     children: dict[str, Body],
-    traffic: TrafficTarget | None,
+    traffic: TrafficObserved,
     rejected: dict[str, str] | None = None,
 ) -> Observed:
     slots: dict[Slot, SlotObserved] = {

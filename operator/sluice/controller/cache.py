@@ -27,6 +27,43 @@ class Cache:
     def __init__(self) -> None:
         self.rollouts: dict[Key, Body] = {}
         self.children: dict[Key, dict[str, Body]] = {}
+        # Router objects users own (no Sluice label), kept only while a Rollout names them.
+        self.objects: dict[tuple[str, str], Body] = {}  # (namespace, "Kind/name") -> body
+        self.named_by: dict[tuple[str, str], set[Key]] = {}  # which Rollouts name it
+        self.names: dict[Key, set[str]] = {}  # Rollout -> the "Kind/name"s it names
+
+    def name_objects(self, key: Key, refs: set[str]) -> list[str]:
+        """Record the objects Rollout `key` names; returns the ones not cached yet."""
+        for gone in self.names.get(key, set()) - refs:
+            who = self.named_by.get((key[0], gone), set())
+            who.discard(key)
+            if not who:
+                self.named_by.pop((key[0], gone), None)
+                self.objects.pop((key[0], gone), None)
+        if refs:
+            self.names[key] = set(refs)
+        else:
+            self.names.pop(key, None)
+        for ref in refs:
+            self.named_by.setdefault((key[0], ref), set()).add(key)
+        return sorted(ref for ref in refs if (key[0], ref) not in self.objects)
+
+    def put_object(self, body: Body, deleted: bool = False) -> set[Key]:
+        """A watched user object changed: cache it if named; returns the Rollouts naming it."""
+        meta = body.get("metadata") or {}
+        ref = (str(meta.get("namespace", "")), f"{body.get('kind', '')}/{meta.get('name', '')}")
+        who = self.named_by.get(ref)
+        if not who:
+            return set()
+        if deleted:
+            self.objects.pop(ref, None)
+        elif _newer(body, self.objects.get(ref)):
+            self.objects[ref] = body
+        return set(who)
+
+    def objects_of(self, key: Key) -> dict[str, Body]:
+        found = ((ref, self.objects.get((key[0], ref))) for ref in self.names.get(key, ()))
+        return {ref: body for ref, body in found if body is not None}
 
     def put_rollout(self, body: Body) -> bool:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
@@ -38,6 +75,7 @@ class Cache:
     def drop_rollout(self, key: Key) -> None:
         self.rollouts.pop(key, None)
         self.children.pop(key, None)
+        self.name_objects(key, set())
 
     def child_key(self, body: Body) -> tuple[Key, str] | None:
         meta = body.get("metadata") or {}

@@ -42,11 +42,15 @@ from sluice.engine import (
 )
 from sluice.engine.gates import alert_run_prefix
 from sluice.engine.timefmt import fmt
+from sluice.engine.types import TrafficObserved
 from sluice.engine.validate import InvalidSpec, parse_spec
-from sluice.routers.base import RouteContext, TrafficRouter
-from sluice.routers.replicas import ReplicaRouter
+from sluice.routers.base import ObjectRef, RouteContext, RouterProblem
+from sluice.routers.factory import routers as build_routers
+from sluice.routers.set import RouterSet
 
 log = logs.get("sluice.reconciler")
+FINALIZER = f"{GROUP}/traffic-release"  # only while a router edits objects the user owns
+PROBLEM_RETRY_SECONDS = 10.0  # a router object missing or foreign: look again this often
 
 
 class Conflict(Exception):
@@ -84,13 +88,13 @@ class Controller:
         self,
         kube: Kube,
         workers: int = 8,
-        router: TrafficRouter | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.kube = kube
         self.cache = Cache()
         self.queue: WorkQueue[Key] = WorkQueue()
-        self.router: TrafficRouter = router or ReplicaRouter(kube)
+        self.traffic_problems: dict[Key, str] = {}  # a router's apply refused, until it works
+        self.conflicts: dict[Key, int] = {}  # consecutive conflicts, for their backoff
         self.workers = workers
         self.clock = clock
         self.failures: dict[Key, int] = {}
@@ -110,6 +114,8 @@ class Controller:
             self.failures.pop(key, None)
             self.rejected.pop(key, None)
             self.last_error.pop(key, None)
+            self.traffic_problems.pop(key, None)
+            self.conflicts.pop(key, None)
             M.forget_rollout(*key)
         elif self.cache.put_rollout(body):
             self.queue.add(key)
@@ -119,6 +125,17 @@ class Controller:
         key = self.cache.put_child(body, deleted=kind == "DELETED")
         if key is not None and key in self.cache.rollouts:
             self.queue.add(key)
+
+    def object_event(self, kind: str | None, body: Body) -> None:
+        """A router object of the user's changed: wake the Rollouts that name it."""
+        for key in self.cache.put_object(body, deleted=kind == "DELETED"):
+            self.queue.add(key)
+
+    def _cache_written(self, body: Body) -> None:
+        if (body.get("metadata", {}).get("labels") or {}).get(L.ROLLOUT):
+            self.cache.put_child(body)
+        else:
+            self.cache.put_object(body)
 
     # ------------------------------------------------------------ running
 
@@ -162,10 +179,14 @@ class Controller:
                 await self.reconcile(key)
                 self.failures.pop(key, None)
                 self.last_error.pop(key, None)
+                self.conflicts.pop(key, None)
                 M.RECONCILES.labels("ok").inc()
             except Conflict:
                 M.RECONCILES.labels("conflict").inc()
-                self.queue.add_after(key, 0.2)
+                # The watch brings the news at once; a conflict that persists backs off.
+                count = self.conflicts.get(key, 0) + 1
+                self.conflicts[key] = count
+                self.queue.add_after(key, min(0.2 * 2 ** (count - 1), 30.0))
             except Rejected as exc:
                 M.RECONCILES.labels("rejected").inc()
                 self.rejected.setdefault(key, {})[exc.subject] = str(exc)
@@ -205,8 +226,19 @@ class Controller:
             spec = parse_spec(body.get("spec") or {})
         except InvalidSpec:
             spec = None  # the engine says why; nothing is touched
-        ctx = RouteContext(body, spec, bucket) if spec else None
-        traffic = self.router.observe(ctx) if ctx else None
+        routers = build_routers(self.kube, spec) if spec else None
+        ctx = await self._route_context(key, body, spec, bucket, routers)
+        if meta.get("deletionTimestamp"):
+            await self._finalize(body, ctx, routers)
+            return None
+        traffic = TrafficObserved()
+        if ctx is not None and routers is not None:
+            if routers.edits_user_objects and FINALIZER not in (meta.get("finalizers") or []):
+                body = await self._set_finalizer(body, add=True)
+            traffic = routers.observe(ctx)
+            problem = self.traffic_problems.get(key)
+            if problem and traffic.problem is None:
+                traffic = TrafficObserved(traffic.plan, False, problem)
         status = _status(body)
         action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
         inp = RolloutInput(
@@ -227,10 +259,10 @@ class Controller:
             revision=decision.status.canary_revision or decision.status.stable_revision,
         )
         for act in decision.actions:
-            if ctx is None or isinstance(act, RemoveAction):
+            if ctx is None or routers is None or isinstance(act, RemoveAction):
                 continue
             bound.info("apply", action=type(act).__name__, **_fields(act))
-            await self._apply(key, ctx, act)
+            await self._apply(key, ctx, act, routers)
         if decision.status_changed:
             await self._write_status(key, body, decision.status)
         if action is not None and any(isinstance(a, RemoveAction) for a in decision.actions):
@@ -249,7 +281,73 @@ class Controller:
             self.queue.add_after(key, decision.requeue_after)
         return decision
 
-    async def _apply(self, key: Key, ctx: RouteContext, act: Any) -> None:
+    async def _route_context(
+        self,
+        key: Key,
+        body: Body,
+        spec: RolloutSpec | None,
+        bucket: dict[str, Body],
+        routers: RouterSet | None,
+    ) -> RouteContext | None:
+        """The routers' view: owned children plus the user's objects the Rollout names.
+        A named object the watch has not brought (yet) is read once, then watched."""
+        if spec is None or routers is None:
+            return None
+        refs = [r for r in routers.watched(RouteContext(body, spec, bucket)) if not r.owned]
+        missing = set(self.cache.name_objects(key, {r.key for r in refs}))
+        for ref in refs:
+            if ref.key in missing:
+                M.API_CALLS.labels("get_router_object").inc()
+                found = await self._get_object(ref, key[0])
+                if found is not None:
+                    self.cache.put_object(found)
+        return RouteContext(body, spec, bucket, self.cache.objects_of(key))
+
+    async def _get_object(self, ref: ObjectRef, namespace: str) -> Body | None:
+        try:
+            return await self.kube.get_object(ref, namespace)
+        except ApiException as exc:
+            if exc.status in (403, 404):  # not there, or its CRD is not: the router says so
+                return None
+            raise
+
+    async def _set_finalizer(self, body: Body, add: bool) -> Body:
+        meta = body["metadata"]
+        kept = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        patch = {
+            "metadata": {
+                "resourceVersion": meta["resourceVersion"],  # 409 if it changed meanwhile
+                "finalizers": [*kept, FINALIZER] if add else kept,
+            }
+        }
+        M.API_CALLS.labels("finalizer").inc()
+        try:
+            written = await self.kube.merge_patch_custom(
+                "rollouts", meta["namespace"], meta["name"], patch
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                raise Conflict("rollout changed while setting its finalizer") from exc
+            raise
+        self.cache.put_rollout(written)
+        return dict(written)
+
+    async def _finalize(
+        self, body: Body, ctx: RouteContext | None, routers: RouterSet | None
+    ) -> None:
+        """Deleted: give the user's router objects back to the stable, then let it go."""
+        if FINALIZER not in (body["metadata"].get("finalizers") or []):
+            return
+        if ctx is not None and routers is not None:
+            M.API_CALLS.labels("traffic").inc()
+            try:
+                for written in await routers.release(ctx):
+                    self._cache_written(written)
+            except RouterProblem as exc:  # nothing left to restore there
+                log.info("router release skipped", rollout=ctx.name, reason=str(exc))
+        await self._set_finalizer(body, add=False)
+
+    async def _apply(self, key: Key, ctx: RouteContext, act: Any, routers: RouterSet) -> None:
         name, namespace = ctx.name, ctx.namespace
         try:
             if isinstance(act, DeploySlot):
@@ -286,10 +384,7 @@ class Controller:
                 )
                 self.cache.put_child({**written, "kind": "AnalysisRun"})
             elif isinstance(act, SetTraffic):
-                M.API_CALLS.labels("traffic").inc()
-                for written in await self.router.apply(ctx, act.target):
-                    written.setdefault("kind", "Service")
-                    self.cache.put_child(written)
+                await self._set_traffic(key, ctx, act, routers)
         except ApiException as exc:
             if (
                 exc.status == 422
@@ -300,6 +395,35 @@ class Controller:
             if exc.status in (404, 409, 422):
                 raise Conflict(str(exc.reason)) from exc
             raise
+
+    async def _set_traffic(
+        self, key: Key, ctx: RouteContext, act: SetTraffic, routers: RouterSet
+    ) -> None:
+        M.API_CALLS.labels("traffic").inc()
+        try:
+            written = await routers.apply(ctx, act.plan)
+        except RouterProblem as exc:
+            if self.traffic_problems.get(key) != str(exc):
+                log.warning("router problem", namespace=key[0], rollout=key[1], problem=str(exc))
+            self.traffic_problems[key] = str(exc)
+            self.queue.add_after(key, PROBLEM_RETRY_SECONDS)
+            return
+        except ApiException as exc:
+            if exc.status == 409:  # a user object changed under us: read it again
+                self.cache.name_objects(key, set())
+            raise
+        if self.traffic_problems.pop(key, None) is not None:
+            self.queue.add(key)  # the engine sees the problem gone
+        for body in written:
+            self._cache_written(body)
+        if act.restore:
+            note = EventNote(
+                "TrafficRestored",
+                f"router objects no longer carried canary weight {act.plan.canary_weight} "
+                "(edited by hand?); Sluice wrote it back",
+                "Warning",
+            )
+            await self._post_event(ctx.rollout, note, self.clock())
 
     async def _create_run(self, ctx: RouteContext, act: CreateRun) -> None:
         assert ctx.spec is not None
@@ -495,11 +619,12 @@ def _ann(key: str) -> str:
 
 def _fields(act: Any) -> dict[str, Any]:
     fields = dict(getattr(act, "__dict__", {}))
-    if "target" in fields:
-        target = fields.pop("target")
+    if "plan" in fields:
+        plan = fields.pop("plan")
         fields.update(
-            stable_slot=target.stable_slot,
-            canary_slot=target.canary_slot,
-            canary_weight=target.canary_weight,
+            stable_slot=plan.stable_slot,
+            canary_slot=plan.canary_slot,
+            canary_weight=plan.canary_weight,
+            header_routes=[r.name for r in plan.header_routes],
         )
     return fields

@@ -14,7 +14,8 @@ from sluice.engine.types import (
     SetTraffic,
     SlotObserved,
     TerminateRun,
-    TrafficTarget,
+    TrafficObserved,
+    TrafficPlan,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "SetTraffic",
     "SlotObserved",
     "TerminateRun",
-    "TrafficTarget",
+    "TrafficObserved",
+    "TrafficPlan",
     "decide",
 ]

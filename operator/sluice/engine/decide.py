@@ -13,11 +13,11 @@ re-rolling a pod (ping-pong). The previous stable stays warm for
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from sluice.api.rollout import (
     AbortInfo,
     Condition,
+    Phase,
     PreviousStatus,
     RolloutSpec,
     RolloutStatus,
@@ -26,6 +26,7 @@ from sluice.api.rollout import (
 from sluice.engine import replicas as rep
 from sluice.engine.gates import PASS, Gate, alert_gate, alert_run_prefix, gate, run_name
 from sluice.engine.hashing import template_hash
+from sluice.engine.steps import Progress, canary_scale, goal_weight, kind_of
 from sluice.engine.timefmt import fmt, fmt_seconds, parse, since
 from sluice.engine.types import (
     SLOTS,
@@ -35,6 +36,7 @@ from sluice.engine.types import (
     DeleteRun,
     DeploySlot,
     EventNote,
+    HeaderRoute,
     Observed,
     RemoveAction,
     RolloutInput,
@@ -42,11 +44,12 @@ from sluice.engine.types import (
     SetTraffic,
     Slot,
     TerminateRun,
-    TrafficTarget,
+    TrafficPlan,
     other,
 )
 from sluice.engine.validate import InvalidSpec, check_action, parse_spec, selector_string
 
+VERIFY_POLL_SECONDS = 2.0  # a router's verification is also re-read this often, not only on events
 CONDITION_TYPES = ("Progressing", "Paused", "Completed", "Healthy", "Degraded", "InvalidSpec")
 
 
@@ -58,16 +61,7 @@ def describe_step(spec: RolloutSpec, index: int) -> str:
     steps = spec.strategy.canary.steps
     if index >= len(steps):
         return f"step {index}/{len(steps)}: promoting to stable"
-    step = steps[index]
-    if step.set_weight is not None:
-        what = f"setWeight {step.set_weight}"
-    elif step.analysis is not None:
-        what = "analysis"
-    elif step.pause is not None and step.pause.duration is not None:
-        what = f"pause {step.pause.duration}"
-    else:
-        what = "pause until promoted"
-    return f"step {index}/{len(steps)}: {what}"
+    return f"step {index}/{len(steps)}: {kind_of(steps[index]).describe(steps[index])}"
 
 
 class _Decider:
@@ -76,7 +70,7 @@ class _Decider:
         self.obs = observed
         self.now = now
         self.old = inp.status
-        self.s: dict[str, Any] = inp.status.model_dump()
+        self.s: RolloutStatus = inp.status.model_copy(deep=True)
         self.events: list[EventNote] = []
         self.actions: list[Action] = []
         self.targets: dict[Slot, tuple[int, bool]] = {}  # slot -> (replicas, deploy template)
@@ -86,17 +80,22 @@ class _Decider:
         self.replacing = False  # a new template waits for the stable to be refilled
         self.wanted_runs: set[str] = set()  # AnalysisRuns that may keep running
         self.held: Gate | None = None  # an analysis verdict that pauses the rollout
+        self.wanted_plan: TrafficPlan | None = None  # asked of the routers by the current step
+        self.waiting_for = ""  # what the current step waits on, for the status message
+        self.abort_hold = False  # aborted, but the stable is not back yet (dynamicStableScale)
 
     # ------------------------------------------------------------ entry
 
     def run(self) -> Decision:
         try:
             check_action(self.inp.action)
-            spec = parse_spec(self.inp.spec)
+            spec = parse_spec(self.inp.spec, self.inp.name)
         except InvalidSpec as exc:
             return self._invalid(str(exc))
         self.spec = spec
         self.replicas = spec.replicas
+        self.routed = spec.strategy.canary.traffic_routing is not None
+        self.dynamic = self.routed and spec.strategy.canary.dynamic_stable_scale
         self.revision = template_hash(spec.template)
         if self.revision in self.obs.rejected:
             return self._invalid(f"spec.template: {self.obs.rejected[self.revision]}")
@@ -104,11 +103,11 @@ class _Decider:
         for subject, message in sorted(self.obs.rejected.items()):
             if subject.startswith(ours):  # an AnalysisRun of this revision that cannot be made
                 return self._invalid(message)
-        self.s["observed_generation"] = self.inp.generation
-        self.s["selector"] = selector_string(spec.selector)
+        self.s.observed_generation = self.inp.generation
+        self.s.selector = selector_string(spec.selector)
 
         action = self._take_action()
-        if not self.s["stable_revision"]:
+        if not self.s.stable_revision:
             self._first_or_adopt()
         self._failed_bake_first()
         self._follow_template()
@@ -120,8 +119,8 @@ class _Decider:
             self._apply_action(action)
 
         self._hold_deadline_while_paused()
-        if self.s["canary_revision"]:
-            if self.s["abort"]:
+        if self.s.canary_revision:
+            if self.s.abort:
                 self._aborted()
             elif self.replacing:
                 self._refill_stable()
@@ -129,7 +128,7 @@ class _Decider:
                 self._steps()
         else:
             self._steady()
-        if not self.s["canary_revision"] and self.s["post_promotion_run"]:
+        if not self.s.canary_revision and self.s.post_promotion_run:
             self._post_promotion()
         self._previous()
         self._stop_unwanted_runs()
@@ -140,7 +139,7 @@ class _Decider:
 
     @property
     def stable_slot(self) -> Slot:
-        slot: Slot = self.s["stable_slot"] or "a"
+        slot: Slot = self.s.stable_slot or "a"
         return slot
 
     @property
@@ -161,71 +160,75 @@ class _Decider:
         return len(self.spec.strategy.canary.steps)
 
     def _clear_canary(self) -> None:
-        self.s.update(
-            canary_revision="",
-            current_step_index=None,
-            canary_weight=0,
-            abort=None,
-            pause_start_time=None,
-            step_start_time=None,
-            acknowledged_runs=[],
-        )
+        self.s.canary_revision = ""
+        self.s.current_step_index = None
+        self.s.canary_weight = 0
+        self.s.abort = None
+        self.s.pause_start_time = None
+        self.s.step_start_time = None
+        self.s.acknowledged_runs = []
 
     # ------------------------------------------------------------ actions (annotation)
 
     def _take_action(self) -> str | None:
         action = self.inp.action
         if action is None:
-            self.s["consumed_action"] = None
+            self.s.consumed_action = None
             return None
         self.actions.append(RemoveAction())
-        if self.s["consumed_action"] == action:
+        if self.s.consumed_action == action:
             return None  # applied before a restart; only the annotation's removal is left
-        self.s["consumed_action"] = action
+        self.s.consumed_action = action
         return action
 
     def _apply_action(self, action: str) -> None:
         s = self.s
-        running = bool(s["canary_revision"])
+        running = bool(s.canary_revision)
         if action == "pause":
-            s["user_paused"] = True
+            s.user_paused = True
             self._event("Paused", "paused by the sluice.dev/action annotation")
         elif action == "resume":
-            s["user_paused"] = False
-            s["step_start_time"] = fmt(self.now) if running else s["step_start_time"]
+            s.user_paused = False
+            s.step_start_time = fmt(self.now) if running else s.step_start_time
             note = "; spec.paused still holds it" if self.spec.paused else ""
             self._event("Resumed", f"resumed by the sluice.dev/action annotation{note}")
         elif action == "abort":
-            if running and not s["abort"]:
+            if running and not s.abort:
                 self._abort("UserAbort", "aborted by the sluice.dev/action annotation")
-            elif not running and s["post_promotion_run"]:
+            elif not running and s.post_promotion_run:
                 self._revert_promotion(
                     Gate("abort", "UserAbort", "aborted during post-promotion analysis")
                 )
             else:
                 self._event("ActionIgnored", "abort: no canary is in progress", warning=True)
         elif action == "retry":
-            if running and s["abort"]:
-                s.update(abort=None, current_step_index=0, canary_weight=0, pause_start_time=None)
-                s.update(attempt=s["attempt"] + 1, acknowledged_runs=[])
-                s["step_start_time"] = fmt(self.now)
-                self._event("Retried", f"retrying canary {s['canary_revision']} from step 0")
+            if running and s.abort:
+                s.abort = None
+                s.current_step_index = 0
+                s.canary_weight = 0
+                s.pause_start_time = None
+                s.attempt = s.attempt + 1
+                s.acknowledged_runs = []
+                s.step_start_time = fmt(self.now)
+                self._event("Retried", f"retrying canary {s.canary_revision} from step 0")
             else:
                 self._event("ActionIgnored", "retry: nothing was aborted", warning=True)
-        elif not running and s["post_promotion_run"] and action in ("promote", "promote-full"):
-            self._acknowledge_held_runs(s["stable_revision"])
+        elif not running and s.post_promotion_run and action in ("promote", "promote-full"):
+            self._acknowledge_held_runs(s.stable_revision)
             self._event("Promoted", f"{action}: post-promotion analysis accepted by annotation")
-        elif not running or s["abort"] or self.replacing:
-            why = "the canary is aborted; use retry" if s["abort"] else "no canary is in progress"
+        elif not running or s.abort or self.replacing:
+            why = "the canary is aborted; use retry" if s.abort else "no canary is in progress"
             if self.replacing:
                 why = f"canary {self.revision} is not started yet (the stable is refilled first)"
             self._event("ActionIgnored", f"{action}: {why}", warning=True)
         else:  # promote, promote-full
-            index = s["current_step_index"] or 0
+            index = s.current_step_index or 0
             target = self._step_count() if action == "promote-full" else index + 1
             target = min(target, self._step_count())
-            s.update(current_step_index=target, pause_start_time=None, user_paused=False)
-            s["step_start_time"] = fmt(self.now)
+            s.current_step_index = target
+            s.pause_start_time = None
+            s.user_paused = False
+            s.step_start_time = fmt(self.now)
             self._acknowledge_held_runs()
             self._event("Promoted", f"{action} by annotation: {describe_step(self.spec, target)}")
 
@@ -248,31 +251,32 @@ class _Decider:
                 f"first revision {revision} becomes stable directly: there is nothing to "
                 "compare a canary with",
             )
-            self.s["step_start_time"] = fmt(self.now)
-        self.s.update(stable_slot=slot, stable_revision=revision)
+            self.s.step_start_time = fmt(self.now)
+        self.s.stable_slot = slot
+        self.s.stable_revision = revision
 
     def _follow_template(self) -> None:
         s, revision = self.s, self.revision
-        previous = s["previous"]
-        if revision == s["stable_revision"]:
-            if s["canary_revision"]:
-                if s["abort"]:
+        previous = s.previous
+        if revision == s.stable_revision:
+            if s.canary_revision:
+                if s.abort:
                     self._event("AbortResolved", f"template set back to stable {revision}")
                 else:
                     self._event(
                         "Reverted",
                         f"template set back to stable {revision} mid-rollout: traffic back to "
-                        f"stable at once, canary {s['canary_revision']} removed",
+                        f"stable at once, canary {s.canary_revision} removed",
                         warning=True,
                     )
                 self._clear_canary()
         elif (
             previous
-            and revision == previous["revision"]
-            and self._ready(previous["slot"], revision) >= self.replicas
+            and revision == previous.revision
+            and self._ready(previous.slot, revision) >= self.replicas
         ):
             self._rollback_to_previous()
-        elif revision != s["canary_revision"]:
+        elif revision != s.canary_revision:
             if self._canary_serves_for_stable():
                 self.replacing = True
             else:
@@ -286,40 +290,45 @@ class _Decider:
         """
         s = self.s
         return (
-            bool(s["canary_revision"])
-            and not s["abort"]
-            and s["canary_weight"] > 0
-            and self._ready(self.stable_slot, s["stable_revision"]) < self.replicas
+            bool(s.canary_revision)
+            and not s.abort
+            and s.canary_weight > 0
+            and self._ready(self.stable_slot, s.stable_revision) < self.replicas
         )
 
     def _start_canary(self) -> None:
         s = self.s
-        if s["canary_revision"]:
+        if s.canary_revision:
             self._event(
                 "CanaryReplaced",
-                f"new template {self.revision} replaces canary {s['canary_revision']}; "
+                f"new template {self.revision} replaces canary {s.canary_revision}; "
                 "starting over at step 0",
             )
         else:
             self._event(
                 "RolloutStarted",
-                f"canary {self.revision} beside stable {s['stable_revision']}: "
+                f"canary {self.revision} beside stable {s.stable_revision}: "
                 f"{self._step_count()} steps; {describe_step(self.spec, 0)}",
             )
         self._clear_canary()
-        s.update(canary_revision=self.revision, current_step_index=0, attempt=s["attempt"] + 1)
-        s["post_promotion_run"] = None  # the stable's bake ends: its warm slot takes the canary
-        s["step_start_time"] = fmt(self.now)
-        if s["previous"] and s["previous"]["slot"] == self.canary_slot:
-            s["previous"] = None  # the warm version's slot now holds the canary
+        s.canary_revision = self.revision
+        s.current_step_index = 0
+        s.attempt = s.attempt + 1
+        s.post_promotion_run = None  # the stable's bake ends: its warm slot takes the canary
+        s.step_start_time = fmt(self.now)
+        if s.previous and s.previous.slot == self.canary_slot:
+            s.previous = None  # the warm version's slot now holds the canary
 
     def _rollback_to_previous(self) -> None:
         s = self.s
-        back: Slot = s["previous"]["slot"]
-        left, left_revision = self.stable_slot, s["stable_revision"]
+        assert s.previous is not None
+        back: Slot = s.previous.slot
+        left, left_revision = self.stable_slot, s.stable_revision
         self._clear_canary()
-        s.update(stable_slot=back, stable_revision=self.revision, post_promotion_run=None)
-        s["previous"] = self._warm(left, left_revision)
+        s.stable_slot = back
+        s.stable_revision = self.revision
+        s.post_promotion_run = None
+        s.previous = self._warm(left, left_revision)
         self._event(
             "RolledBack",
             f"template set back to previous {self.revision}, still warm: traffic switched at "
@@ -328,20 +337,23 @@ class _Decider:
             warning=True,
         )
 
-    def _warm(self, slot: Slot, revision: str, keep: bool = False) -> dict[str, Any] | None:
+    def _warm(self, slot: Slot, revision: str, keep: bool = False) -> PreviousStatus | None:
         delay = self.spec.strategy.canary.scale_down_delay_seconds
         if delay <= 0 and not keep:
             return None
         until = self.now + timedelta(seconds=delay)
-        return PreviousStatus(slot=slot, revision=revision, scale_down_at=fmt(until)).model_dump()
+        return PreviousStatus(slot=slot, revision=revision, scale_down_at=fmt(until))
 
     # ------------------------------------------------------------ states
 
     def _abort(self, reason: str, message: str) -> None:
-        self.s["abort"] = AbortInfo(
-            reason=reason, message=message, time=fmt(self.now), revision=self.s["canary_revision"]
-        ).model_dump()
-        self.s.update(canary_weight=0, pause_start_time=None)
+        self.s.abort = AbortInfo(
+            reason=reason, message=message, time=fmt(self.now), revision=self.s.canary_revision
+        )
+        self.s.canary_weight = 0
+        self.s.pause_start_time = None
+        self.wanted_plan = None  # what the step asked of the routers is off
+        self.waiting_for = ""
         self.wanted_runs.clear()  # an aborted canary's analysis ends with it, now
         self._event("Aborted", f"{reason}: {message}; traffic back to stable", warning=True)
 
@@ -351,46 +363,63 @@ class _Decider:
         self.targets[self.canary_slot] = (self.obs.slots[self.canary_slot].replicas, False)
 
     def _aborted(self) -> None:
-        delay = self.spec.strategy.canary.scale_down_delay_seconds
-        left = delay - since(self.s["abort"]["time"], self.now)
+        s = self.s
+        assert s.abort is not None
         self.targets[self.stable_slot] = (self.replicas, False)
+        held = self.obs.traffic.plan
+        if (
+            self.dynamic
+            and held is not None
+            and held.canary_weight > 0
+            and self._ready(self.stable_slot, s.stable_revision) < self.replicas
+        ):
+            # The stable shrank with its share: traffic goes back only once it can carry it.
+            self.abort_hold = True
+            s.canary_weight = held.canary_weight
+            self.waiting_for = f"stable back at {self.replicas} ready before traffic returns"
+            self.targets[self.canary_slot] = (self.obs.slots[self.canary_slot].replicas, False)
+            return
+        s.canary_weight = 0
+        delay = self.spec.strategy.canary.scale_down_delay_seconds
+        left = delay - since(s.abort.time, self.now)
         if left > 0:
             self.targets[self.canary_slot] = (self.obs.slots[self.canary_slot].replicas, False)
             self._due_in(left)
 
     def _steady(self) -> None:
-        stable_revision = self.s["stable_revision"]
+        stable_revision = self.s.stable_revision
         self.targets[self.stable_slot] = (self.replicas, stable_revision == self.revision)
         if self._ready(self.stable_slot, stable_revision) >= self.replicas:
-            self.s["step_start_time"] = None
-        elif self.s["step_start_time"]:
-            left = self.spec.progress_deadline_seconds - since(self.s["step_start_time"], self.now)
+            self.s.step_start_time = None
+        elif self.s.step_start_time:
+            left = self.spec.progress_deadline_seconds - since(self.s.step_start_time, self.now)
             self.deadline_exceeded = left <= 0
             if left > 0:
                 self._due_in(left)
 
     def _previous(self) -> None:
-        previous = self.s["previous"]
+        previous = self.s.previous
         if not previous:
             return
-        left = (parse(previous["scale_down_at"]) - self.now).total_seconds()
-        if self.s["post_promotion_run"] and previous["slot"] != self.stable_slot:
-            self.targets[previous["slot"]] = (self.replicas, False)  # the revert target
+        left = (parse(previous.scale_down_at) - self.now).total_seconds()
+        if self.s.post_promotion_run and previous.slot != self.stable_slot:
+            self.targets[previous.slot] = (self.replicas, False)  # the revert target
             return
-        if left <= 0 or previous["slot"] == self.stable_slot:
-            self.s["previous"] = None
-            self._event("ScaledDown", f"previous revision {previous['revision']} scaled to zero")
+        if left <= 0 or previous.slot == self.stable_slot:
+            self.s.previous = None
+            self._event("ScaledDown", f"previous revision {previous.revision} scaled to zero")
         else:
-            self.targets[previous["slot"]] = (self.replicas, False)
+            # Warm means what is running stays running: it is never scaled back up.
+            running = self.obs.slots[previous.slot].replicas
+            self.targets[previous.slot] = (min(running, self.replicas), False)
             self._due_in(left)
 
     def _steps(self) -> None:
         s, spec, replicas = self.s, self.spec, self.replicas
         steps = spec.strategy.canary.steps
-        paused = spec.paused or s["user_paused"]
-        canary, stable = self.canary_slot, self.stable_slot
-        ready = self._ready(canary, self.revision)
-        index: int = s["current_step_index"] or 0
+        paused = spec.paused or s.user_paused
+        ready = self._ready(self.canary_slot, self.revision)
+        index: int = s.current_step_index or 0
         if self._analysis_aborts(index):
             return
         paused = paused or self.held is not None
@@ -403,60 +432,103 @@ class _Decider:
                 self._wait_for_canary(replicas, ready, paused, index)
                 break
             step = steps[index]
-            if step.set_weight is not None:
-                if ready < rep.canary_replicas(replicas, step.set_weight):
-                    self._wait_for_canary(
-                        rep.canary_replicas(replicas, step.set_weight), ready, paused, index
-                    )
-                    break
-                s["canary_weight"] = step.set_weight
-            elif step.analysis is not None:
-                name = run_name(self.inp.name, self.revision, s["attempt"], "step", index)
-                verdict = self._run_gate(name, "step", index)
-                if verdict.verdict == "abort":
-                    self._abort(verdict.reason, verdict.message)
-                    self._aborted()
-                    return
-                if verdict.verdict == "pause":
-                    self.held = verdict
-                    paused = True
-                if verdict.verdict != "pass":
-                    break
-            elif step.pause is not None:
-                if not s["pause_start_time"]:
-                    s["pause_start_time"] = fmt(self.now)
-                seconds = step.pause.seconds()
-                if seconds is None:
-                    break
-                left = seconds - since(s["pause_start_time"], self.now)
-                if left > 0:
-                    if not paused:
-                        self._due_in(left)
-                    break
-            if paused:
+            progress = kind_of(step).advance(self, step, index, paused)
+            if progress is Progress.ABORTED:
+                return
+            if progress is Progress.WAIT or paused or self.held is not None:
                 break
             index += 1
-            s.update(current_step_index=index, pause_start_time=None)
-            s["step_start_time"] = fmt(self.now)
+            s.current_step_index = index
+            s.pause_start_time = None
+            s.step_start_time = fmt(self.now)
             self._event("StepReached", describe_step(spec, index))
 
-        if s["abort"]:
+        if s.abort:
             return  # the progress deadline aborted it: _aborted() set the targets
         if self._background_due(index):
             # Reached startingStep in this decision: start it now, judge it next time.
             self._run_gate(
-                run_name(self.inp.name, self.revision, s["attempt"], "background"), "background"
+                run_name(self.inp.name, self.revision, s.attempt, "background"), "background"
             )
-        goal = self._goal_weight(index)
-        want = replicas if index >= len(steps) else rep.canary_replicas(replicas, goal)
+        self._size_slots(index, ready)
+
+    def _size_slots(self, index: int, ready: int) -> None:
+        s, replicas, steps = self.s, self.replicas, self.spec.strategy.canary.steps
+        canary, stable = self.canary_slot, self.stable_slot
+        self.targets[canary] = (self._canary_needed(index), True)
+        if self.routed:
+            # The router splits traffic: the stable keeps its pods unless told to shrink
+            # with its share, and then never below what the weight in force needs.
+            keep = rep.stable_floor(replicas, s.canary_weight)
+            self.targets[stable] = (keep if self.dynamic else replicas, False)
+            return
+        goal = goal_weight(self.spec, index)
         # Canary pods replace stable ones only while the canary takes traffic: a Ready
         # canary at weight 0 serves nobody, so the stable may not shrink for it.
-        serving = ready if s["canary_weight"] > 0 else 0
-        self.targets[canary] = (want, True)
+        serving = ready if s.canary_weight > 0 else 0
         self.targets[stable] = (rep.stable_target(replicas, min(goal, 100), serving), False)
         if index >= len(steps):
-            last = self._goal_weight(index - 1) if steps else 0
+            last = goal_weight(self.spec, index - 1) if steps else 0
             self.targets[stable] = (rep.stable_target(replicas, last, serving), False)
+
+    def _canary_needed(self, index: int) -> int:
+        """Canary pods at step `index`: its setCanaryScale, else sized to its weight."""
+        replicas = self.replicas
+        if index >= self._step_count():
+            return replicas
+        scale = canary_scale(self.spec, index) if self.routed else None
+        if scale is None:
+            need = rep.canary_replicas(replicas, goal_weight(self.spec, index))
+            return max(need, 1) if self._routes(index + 1) else need
+        if scale.replicas is not None:
+            return scale.replicas
+        return rep.canary_replicas(replicas, scale.weight or 0)
+
+    def canary_has_pods(self, index: int, paused: bool) -> bool:
+        """Are the pods step `index` needs Ready (at least one)? Else wait, up to the deadline."""
+        need = max(self._canary_needed(index), 1)
+        ready = self._ready(self.canary_slot, self.revision)
+        if ready >= need:
+            return True
+        self._wait_for_canary(need, ready, paused, index)
+        return False
+
+    def traffic_at(self, index: int, weight: int, routes_through: int) -> bool:
+        """Ask the routers for `weight` and the header routes of steps before `routes_through`;
+        True once every router has verified it (only then does the step count)."""
+        plan = self._plan(weight, routes_through)
+        self.wanted_plan = plan
+        if self.obs.traffic.settled(plan):
+            return True
+        if self.obs.traffic.problem is None:
+            self.waiting_for = f"routers to verify weight {weight}"
+            self._due_in(VERIFY_POLL_SECONDS)
+        return False
+
+    def _routes(self, routes_through: int) -> tuple[HeaderRoute, ...]:
+        """Header routes set by steps before `routes_through`, in managedRoutes order."""
+        live: dict[str, HeaderRoute] = {}
+        for step in self.spec.strategy.canary.steps[:routes_through]:
+            route = step.set_header_route
+            if route is None:
+                continue
+            if route.match:
+                live[route.name] = HeaderRoute(route.name, tuple(route.match))
+            else:
+                live.pop(route.name, None)
+        routing = self.spec.strategy.canary.traffic_routing
+        order = [r.name for r in (routing.managed_routes or [])] if routing else []
+        return tuple(live[name] for name in order if name in live)
+
+    def _plan(self, weight: int, routes_through: int) -> TrafficPlan:
+        routes = self._routes(routes_through)
+        takes = weight > 0 or bool(routes)
+        return TrafficPlan(
+            stable_slot=self.stable_slot,
+            canary_slot=self.canary_slot if takes else None,
+            canary_weight=weight,
+            header_routes=routes,
+        )
 
     # ------------------------------------------------------------ analysis
 
@@ -465,19 +537,19 @@ class _Decider:
         run = self.obs.runs.get(name)
         if run is None and name not in self.wanted_runs:
             self.actions.append(
-                CreateRun(name, kind, self.s["canary_revision"] or self.revision, step)
+                CreateRun(name, kind, self.s.canary_revision or self.revision, step)
             )
             self._event("AnalysisStarted", f"{kind} analysis run {name} started")
         self.wanted_runs.add(name)
-        return gate(name, run, self.s["acknowledged_runs"])
+        return gate(name, run, self.s.acknowledged_runs)
 
     def _analysis_aborts(self, index: int) -> bool:
         """Alerts and background analysis: abort now (True), or hold the steps (self.held)."""
         verdict = alert_gate(
-            self.obs.runs, alert_run_prefix(self.inp.name, self.revision, self.s["attempt"])
+            self.obs.runs, alert_run_prefix(self.inp.name, self.revision, self.s.attempt)
         )
         if verdict is PASS and self._background_due(index):
-            name = run_name(self.inp.name, self.revision, self.s["attempt"], "background")
+            name = run_name(self.inp.name, self.revision, self.s.attempt, "background")
             verdict = self._run_gate(name, "background")
         if verdict.verdict == "abort":
             self._abort(verdict.reason, verdict.message)
@@ -494,7 +566,7 @@ class _Decider:
         return (
             background is not None
             and index >= background.starting_step
-            and self.s["canary_weight"] > 0
+            and self.s.canary_weight > 0
         )
 
     def _acknowledge_held_runs(self, revision: str | None = None) -> None:
@@ -505,28 +577,28 @@ class _Decider:
             for name, run in self.obs.runs.items()
             if run.revision == revision and run.phase in ("Inconclusive", "Error")
         ]
-        self.s["acknowledged_runs"] = sorted({*self.s["acknowledged_runs"], *held})
+        self.s.acknowledged_runs = sorted({*self.s.acknowledged_runs, *held})
 
     def _post_promotion(self) -> None:
         """Bake after promotion: the previous version stays warm until the run passes."""
         s = self.s
-        name: str = s["post_promotion_run"]
+        name = s.post_promotion_run or ""
         verdict = alert_gate(
-            self.obs.runs, alert_run_prefix(self.inp.name, s["stable_revision"], s["attempt"])
+            self.obs.runs, alert_run_prefix(self.inp.name, s.stable_revision, s.attempt)
         )
         if verdict is PASS:
             self.wanted_runs.add(name)
             run = self.obs.runs.get(name)
             if run is None:
-                self.actions.append(CreateRun(name, "postPromotion", s["stable_revision"]))
+                self.actions.append(CreateRun(name, "postPromotion", s.stable_revision))
                 self._event("AnalysisStarted", f"post-promotion analysis run {name} started")
-            verdict = gate(name, run, s["acknowledged_runs"])
+            verdict = gate(name, run, s.acknowledged_runs)
         if verdict.verdict == "pass":
-            s["post_promotion_run"] = None
-            if s["previous"]:
+            s.post_promotion_run = None
+            if s.previous:
                 delay = self.spec.strategy.canary.scale_down_delay_seconds
                 until = self.now + timedelta(seconds=delay)
-                s["previous"] = {**s["previous"], "scale_down_at": fmt(until)}
+                s.previous = s.previous.model_copy(update={"scale_down_at": fmt(until)})
             self._event("AnalysisPassed", f"post-promotion analysis run {name} passed")
         elif verdict.verdict == "pause":
             self.held = verdict
@@ -536,46 +608,46 @@ class _Decider:
     def _failed_bake_first(self) -> None:
         """A failed bake that arrives together with a new template still reverts first."""
         s = self.s
-        name = s["post_promotion_run"]
-        if not name or self.revision == s["stable_revision"]:
+        name = s.post_promotion_run
+        if not name or self.revision == s.stable_revision:
             return
-        verdict = gate(name, self.obs.runs.get(name), s["acknowledged_runs"])
+        verdict = gate(name, self.obs.runs.get(name), s.acknowledged_runs)
         if verdict.verdict == "abort":
             self._revert_promotion(verdict)
 
     def _revert_promotion(self, verdict: Gate) -> None:
         """The new stable failed its bake: traffic back to the warm previous version at once."""
         s = self.s
-        previous = s["previous"]
-        bad, bad_slot = s["stable_revision"], self.stable_slot
+        previous = s.previous
+        bad, bad_slot = s.stable_revision, self.stable_slot
         if not previous:
             self._event(
                 "AnalysisFailed", f"{verdict.message}; no previous version is warm", warning=True
             )
-            s["post_promotion_run"] = None
+            s.post_promotion_run = None
             return
-        s.update(
-            stable_slot=previous["slot"],
-            stable_revision=previous["revision"],
-            previous=None,
-            post_promotion_run=None,
-        )
-        s.update(canary_revision=bad, current_step_index=self._step_count(), canary_weight=0)
-        self._abort(verdict.reason, f"{verdict.message}; reverted to {previous['revision']}")
+        s.stable_slot = previous.slot
+        s.stable_revision = previous.revision
+        s.previous = None
+        s.post_promotion_run = None
+        s.canary_revision = bad
+        s.current_step_index = self._step_count()
+        s.canary_weight = 0
+        self._abort(verdict.reason, f"{verdict.message}; reverted to {previous.revision}")
         self.targets = {self.stable_slot: (self.replicas, False)}
         self.targets[bad_slot] = (self.obs.slots[bad_slot].replicas, False)
         self._due_in(self.spec.strategy.canary.scale_down_delay_seconds)
 
     def _prune_runs(self) -> None:
         """Finished runs of attempts older than revisionHistoryLimit go; the rest stay to read."""
-        oldest = self.s["attempt"] - self.spec.revision_history_limit
+        oldest = self.s.attempt - self.spec.revision_history_limit
         for name, run in sorted(self.obs.runs.items()):
             if (
                 run.attempt is not None
                 and run.attempt < oldest
                 and run.phase not in ("Pending", "Running")
                 and name not in self.wanted_runs
-                and name != self.s["post_promotion_run"]
+                and name != self.s.post_promotion_run
             ):
                 self.actions.append(DeleteRun(name))
 
@@ -602,27 +674,19 @@ class _Decider:
     def _hold_deadline_while_paused(self) -> None:
         """The progress deadline does not run while a human holds the rollout."""
         s = self.s
-        paused = self.spec.paused or s["user_paused"]
-        if paused and not s["paused_at"]:
-            s["paused_at"] = fmt(self.now)
-        elif not paused and s["paused_at"]:
-            s["paused_at"] = None
-            if s["step_start_time"]:
-                s["step_start_time"] = fmt(self.now)
-
-    def _goal_weight(self, index: int) -> int:
-        """The weight step `index` moves to (pauses hold the last one; promotion is 100)."""
-        steps = self.spec.strategy.canary.steps
-        if index >= len(steps):
-            return 100
-        weights = [s.set_weight for s in steps[: index + 1] if s.set_weight is not None]
-        return weights[-1] if weights else 0
+        paused = self.spec.paused or s.user_paused
+        if paused and not s.paused_at:
+            s.paused_at = fmt(self.now)
+        elif not paused and s.paused_at:
+            s.paused_at = None
+            if s.step_start_time:
+                s.step_start_time = fmt(self.now)
 
     def _wait_for_canary(self, want: int, ready: int, paused: bool, index: int) -> None:
         if paused:
             return
         deadline = self.spec.progress_deadline_seconds
-        left = deadline - since(self.s["step_start_time"], self.now)
+        left = deadline - since(self.s.step_start_time, self.now)
         if left > 0:
             self._due_in(left)
             return
@@ -635,20 +699,23 @@ class _Decider:
 
     def _promote(self) -> None:
         s = self.s
-        left, left_revision = self.stable_slot, s["stable_revision"]
+        left, left_revision = self.stable_slot, s.stable_revision
         steps = self._step_count()
-        s.update(stable_slot=self.canary_slot, stable_revision=self.revision)
+        s.stable_slot = self.canary_slot
+        s.stable_revision = self.revision
         self.wanted_runs.clear()  # the canary's analysis ends with it
+        self.wanted_plan = None
+        self.waiting_for = ""
         post = self.spec.strategy.canary.post_promotion_analysis is not None
-        s["previous"] = self._warm(left, left_revision, keep=post)
+        s.previous = self._warm(left, left_revision, keep=post)
         self._clear_canary()
         if post:
-            s["post_promotion_run"] = run_name(
-                self.inp.name, self.revision, s["attempt"], "postPromotion"
+            s.post_promotion_run = run_name(
+                self.inp.name, self.revision, s.attempt, "postPromotion"
             )
         kept = (
             f"; {left_revision} kept warm for {self.spec.strategy.canary.scale_down_delay_seconds}s"
-            if s["previous"]
+            if s.previous
             else ""
         )
         self._event(
@@ -657,14 +724,16 @@ class _Decider:
 
     # ------------------------------------------------------------ output
 
-    def _traffic(self) -> TrafficTarget:
+    def _traffic(self) -> TrafficPlan:
         s = self.s
-        weight = s["canary_weight"] if s["canary_revision"] and not s["abort"] else 0
-        return TrafficTarget(
-            stable_slot=self.stable_slot,
-            canary_slot=self.canary_slot if weight > 0 else None,
-            canary_weight=weight,
-        )
+        if self.wanted_plan is not None:
+            return self.wanted_plan
+        if s.canary_revision and s.abort and self.abort_hold:
+            # dynamicStableScale: traffic returns once the stable is back at full size.
+            return self.obs.traffic.plan or self._plan(s.canary_weight, 0)
+        if not s.canary_revision or s.abort:
+            return self._plan(0, 0)
+        return self._plan(s.canary_weight, s.current_step_index or 0)
 
     def _plan_actions(self) -> None:
         for slot in SLOTS:
@@ -674,94 +743,99 @@ class _Decider:
                 self.actions.append(DeploySlot(slot, self.revision, replicas))
             elif seen.exists and seen.replicas != replicas:
                 self.actions.append(ScaleSlot(slot, replicas))
-        traffic = self._traffic()
-        if self.obs.traffic != traffic:
-            self.actions.append(SetTraffic(traffic))
+        plan, traffic = self._traffic(), self.obs.traffic
+        if traffic.plan != plan or not traffic.verified:
+            # The plan it asked for, no longer in the live objects: someone edited them.
+            drifted = traffic.plan == plan and traffic.problem is None
+            self.actions.append(SetTraffic(plan, restore=drifted))
 
-    def _phase(self) -> tuple[str, str, str]:
+    def _phase(self) -> tuple[Phase, str, str]:
         """(phase, reason, message) for status and conditions."""
         s, spec = self.s, self.spec
-        if s["abort"]:
-            abort = s["abort"]
-            return "Degraded", abort["reason"], f"aborted: {abort['message']}"
-        if s["canary_revision"] and self.replacing:
-            stable_ready = self._ready(self.stable_slot, s["stable_revision"])
+        if s.abort:
+            abort = s.abort
+            return "Degraded", abort.reason, f"aborted: {abort.message}"
+        if s.canary_revision and self.replacing:
+            stable_ready = self._ready(self.stable_slot, s.stable_revision)
             return (
                 "Progressing",
                 "CanaryReplacing",
-                f"new template {self.revision} replaces canary {s['canary_revision']} once "
-                f"stable {s['stable_revision']} is back to {self.replicas} ready "
+                f"new template {self.revision} replaces canary {s.canary_revision} once "
+                f"stable {s.stable_revision} is back to {self.replicas} ready "
                 f"({stable_ready} now)",
             )
-        if s["canary_revision"]:
-            where = describe_step(spec, s["current_step_index"] or 0)
+        if s.canary_revision:
+            where = describe_step(spec, s.current_step_index or 0)
             ready = self._ready(self.canary_slot, self.revision)
-            detail = f"{where}; canary {ready} ready, weight {s['canary_weight']}"
-            if spec.paused or s["user_paused"]:
+            detail = f"{where}; canary {ready} ready, weight {s.canary_weight}"
+            if spec.paused or s.user_paused:
                 by = "spec.paused" if spec.paused else "annotation"
                 return "Paused", "PausedByUser", f"paused by {by} at {detail}"
             if self.held is not None:
                 return "Paused", self.held.reason, f"{self.held.message} ({detail})"
-            index = s["current_step_index"] or 0
+            if self.obs.traffic.problem:
+                return "Paused", "TrafficRouterProblem", f"{self.obs.traffic.problem} ({detail})"
+            if self.waiting_for:
+                detail += f"; waiting for {self.waiting_for}"
+            index = s.current_step_index or 0
             steps = spec.strategy.canary.steps
             if index < len(steps) and steps[index].pause is not None:
                 return "Paused", "PauseStep", detail
             return "Progressing", "StepInProgress", detail
-        ready = self._ready(self.stable_slot, s["stable_revision"])
+        ready = self._ready(self.stable_slot, s.stable_revision)
         if self.held is not None:
             return "Paused", self.held.reason, self.held.message
-        if s["post_promotion_run"]:
+        if s.post_promotion_run:
             return (
                 "Progressing",
                 "PostPromotionAnalysis",
-                f"stable {s['stable_revision']} ({ready}/{self.replicas} ready) under "
-                f"post-promotion analysis {s['post_promotion_run']}; previous kept warm",
+                f"stable {s.stable_revision} ({ready}/{self.replicas} ready) under "
+                f"post-promotion analysis {s.post_promotion_run}; previous kept warm",
             )
         if ready >= self.replicas:
             return (
                 "Healthy",
                 "Healthy",
-                f"stable {s['stable_revision']}: {ready}/{self.replicas} ready",
+                f"stable {s.stable_revision}: {ready}/{self.replicas} ready",
             )
         if self.deadline_exceeded:
             return (
                 "Degraded",
                 "ProgressDeadlineExceeded",
-                f"stable {s['stable_revision']}: {ready}/{self.replicas} ready after "
+                f"stable {s.stable_revision}: {ready}/{self.replicas} ready after "
                 f"{spec.progress_deadline_seconds}s",
             )
         return (
             "Progressing",
             "Scaling",
-            f"stable {s['stable_revision']}: {ready}/{self.replicas} ready",
+            f"stable {s.stable_revision}: {ready}/{self.replicas} ready",
         )
 
-    def _slot_status(self, slot: Slot, revision: str) -> dict[str, Any]:
+    def _slot_status(self, slot: Slot, revision: str) -> SlotStatus:
         replicas = self.targets.get(slot, (0, False))[0]
         return SlotStatus(
             slot=slot,
             revision=revision,
             replicas=replicas,
             ready_replicas=self._ready(slot, revision),
-        ).model_dump()
+        )
 
     def _finish(self) -> Decision:
         s = self.s
         self._plan_actions()
         phase, reason, message = self._phase()
-        s.update(phase=phase, message=message)
-        s["stable"] = self._slot_status(self.stable_slot, s["stable_revision"])
-        s["canary"] = (
-            self._slot_status(self.canary_slot, s["canary_revision"])
-            if s["canary_revision"]
-            else None
+        s.phase = phase
+        s.message = message
+        s.stable = self._slot_status(self.stable_slot, s.stable_revision)
+        s.canary = (
+            self._slot_status(self.canary_slot, s.canary_revision) if s.canary_revision else None
         )
         # The serving slots only: a warm previous version takes no traffic.
-        serving = [(self.stable_slot, s["stable_revision"])]
-        if s["canary_revision"]:
-            serving.append((self.canary_slot, s["canary_revision"]))
-        s["replicas"] = sum(self.obs.slots[slot].pods for slot, _ in serving)
-        s["ready_replicas"] = sum(self._ready(slot, revision) for slot, revision in serving)
+        serving = [(self.stable_slot, s.stable_revision)]
+        if s.canary_revision:
+            serving.append((self.canary_slot, s.canary_revision))
+        s.replicas = sum(self.obs.slots[slot].pods for slot, _ in serving)
+        s.ready_replicas = sum(self._ready(slot, revision) for slot, revision in serving)
         truth = {
             "Progressing": phase == "Progressing",
             "Paused": phase == "Paused",
@@ -784,8 +858,9 @@ class _Decider:
         if was is None or was.status != "True" or was.message != message:
             self._event("InvalidSpec", message, warning=True)
         # The spec was read, and refused: say so for this generation (GitOps health checks).
-        s.update(phase="Degraded", message=f"invalid spec: {message}")
-        s["observed_generation"] = self.inp.generation
+        s.phase = "Degraded"
+        s.message = f"invalid spec: {message}"
+        s.observed_generation = self.inp.generation
         truth = {t: False for t in CONDITION_TYPES}
         truth.update(Degraded=True, InvalidSpec=True)
         self._conditions(truth, "InvalidSpec", message)
@@ -808,12 +883,12 @@ class _Decider:
                     reason=reason if truth[kind] else "",
                     message=message if truth[kind] else "",
                     last_transition_time=stamp,
-                ).model_dump()
+                )
             )
-        self.s["conditions"] = out
+        self.s.conditions = out
 
     def _decision(self) -> Decision:
-        status = RolloutStatus.model_validate(self.s)
+        status = self.s
         return Decision(
             status=status,
             actions=self.actions,

@@ -7,6 +7,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from sluice.api.rollout import ACTION_ANNOTATION, ACTIONS, LabelSelector, RolloutSpec
+from sluice.engine.steps import FIELD_NAMES, kind_of, kinds_of
+from sluice.engine.traffic_checks import check_names, check_traffic
 
 RESERVED_LABEL_PREFIX = "sluice.dev/"
 
@@ -22,32 +24,34 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return path
 
 
-def parse_spec(raw: dict[str, Any]) -> RolloutSpec:
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "not supported by Sluice (unknown field)"
+    return str(error["msg"])
+
+
+def parse_spec(raw: dict[str, Any], name: str | None = None) -> RolloutSpec:
     try:
         spec = RolloutSpec.model_validate(raw)
     except ValidationError as exc:
-        problems = [f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        problems = [f"{_loc(e['loc'])}: {_message(e)}" for e in exc.errors()[:20]]
         raise InvalidSpec("; ".join(problems)) from None
-    check_spec(spec)
+    check_spec(spec, name)
     return spec
 
 
-def check_spec(spec: RolloutSpec) -> None:
+def check_spec(spec: RolloutSpec, name: str | None = None) -> None:
     problems: list[str] = []
-    last_weight, last_index = 0, -1
     for index, step in enumerate(spec.strategy.canary.steps):
         where = f"spec.strategy.canary.steps[{index}]"
-        kinds = [k for k in ("set_weight", "pause", "analysis") if getattr(step, k) is not None]
-        if len(kinds) != 1:
-            problems.append(f"{where}: exactly one of setWeight, pause, analysis must be set")
+        if len(kinds_of(step)) != 1:
+            names = ", ".join(FIELD_NAMES.values())
+            problems.append(f"{where}: exactly one of {names} must be set")
             continue
-        if step.set_weight is not None:
-            if step.set_weight < last_weight:
-                problems.append(
-                    f"{where}.setWeight: {step.set_weight} is lower than {last_weight} at "
-                    f"steps[{last_index}]; weights may not go down"
-                )
-            last_weight, last_index = step.set_weight, index
+        problems += kind_of(step).check(spec, index, where)
+    problems += check_traffic(spec)
+    if name is not None:
+        problems += check_names(spec, name)
 
     labels = (spec.template.get("metadata") or {}).get("labels") or {}
     if not isinstance(labels, dict) or not labels:

@@ -29,6 +29,7 @@ class ObjectRef:
     plural: str
     kind: str
     name: str
+    owned: bool = False  # made by Sluice (labelled, cached with the children)
 
     @property
     def key(self) -> str:
@@ -43,6 +44,8 @@ class Capabilities:
     cookie: bool = True
     max_header_routes: int | None = None  # None: no limit
     max_matches: int | None = None  # conditions in one route
+    cookie_values: frozenset[str] | None = None  # None: any cookieValue
+    fixed_total: int | None = None  # weights are out of this total (Istio: 100)
     edits_user_objects: bool = False  # True: a finalizer restores them on delete
 
 

@@ -14,7 +14,8 @@ from sluice.engine.types import (
     SetTraffic,
     Slot,
     SlotObserved,
-    TrafficTarget,
+    TrafficObserved,
+    TrafficPlan,
 )
 
 
@@ -35,7 +36,7 @@ class MemoryCluster:
         default_factory=lambda: {"a": None, "b": None}
     )
     pods: dict[Slot, list[_Pod]] = field(default_factory=lambda: {"a": [], "b": []})
-    traffic: TrafficTarget | None = None
+    traffic: TrafficPlan | None = None
     annotation_removed: int = 0
 
     def apply(self, actions: list[Action], now: float) -> None:
@@ -49,7 +50,7 @@ class MemoryCluster:
                     self.slots[action.slot] = (current[0], action.replicas)
                     self._reconcile(action.slot, now)
             elif isinstance(action, SetTraffic):
-                self.traffic = action.target
+                self.traffic = action.plan  # applied and read back at once: verified
             elif isinstance(action, RemoveAction):
                 self.annotation_removed += 1  # AnalysisRun actions are not this cluster's
 
@@ -77,7 +78,9 @@ class MemoryCluster:
             pods = self.pods[slot]
             ready = sum(1 for p in pods if p.ready_at is not None and p.ready_at <= now)
             slots[slot] = SlotObserved(True, revision, replicas, len(pods), ready)
-        return Observed(slots=slots, traffic=self.traffic)
+        return Observed(
+            slots=slots, traffic=TrafficObserved(self.traffic, self.traffic is not None)
+        )
 
     def next_ready(self, now: float) -> float | None:
         times = [

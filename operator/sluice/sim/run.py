@@ -37,7 +37,7 @@ from sluice.cluster.observe import run_observed
 from sluice.cluster.wire import strip_empty
 from sluice.engine import Decision, RemoveAction, RolloutInput, decide
 from sluice.engine.hashing import template_hash
-from sluice.engine.types import CreateRun, DeleteRun, RunObserved, TerminateRun
+from sluice.engine.types import CreateRun, DeleteRun, RunObserved, SetTraffic, TerminateRun
 from sluice.engine.validate import InvalidSpec, parse_spec
 from sluice.metrics.base import MetricProvider
 from sluice.sim.load import Loaded
@@ -485,6 +485,8 @@ class _Simulation:
             ]
             if action is not None:
                 wakeups.append(t)  # the annotation is consumed on the next pass
+            if any(isinstance(a, SetTraffic) for a in decision.actions):
+                wakeups.append(t)  # the routers' write comes back as a watch event at once
             if not wakeups or min(wakeups) > scenario.max_seconds:
                 return self._stalled(last_change, frames, "")
             following = max(t, min(wakeups))
