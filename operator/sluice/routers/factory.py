@@ -5,6 +5,7 @@ from __future__ import annotations
 from sluice.api.rollout import RolloutSpec
 from sluice.cluster.kube import Kube
 from sluice.routers.base import Capabilities, TrafficRouter
+from sluice.routers.gateway import GatewayAPIRouter
 from sluice.routers.istio import IstioRouter
 from sluice.routers.services import ServiceRouter
 from sluice.routers.set import RouterSet
@@ -12,6 +13,7 @@ from sluice.routers.set import RouterSet
 # trafficRouting field (python name) -> provider class; each lives in its own module.
 PROVIDERS: dict[str, type[TrafficRouter]] = {
     "istio": IstioRouter,
+    "gateway_api": GatewayAPIRouter,
 }
 
 
