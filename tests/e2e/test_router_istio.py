@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,9 +19,9 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from sluice.api.traffic import HeaderRoutingMatch
-from sluice.engine.types import HeaderRoute
+from sluice.engine.types import HeaderRoute, TrafficPlan
 from sluice.routers.base import RouterProblem
-from sluice.routers.istio import IstioRouter, vs_ref
+from sluice.routers.istio import IstioRouter, dr_ref, vs_ref
 from tests.e2e.conftest import Cluster
 from tests.e2e.routers import Harness, harness, plan, read
 
@@ -38,6 +41,7 @@ BETA = HeaderRoute(
 )
 TESTER = HeaderRoute("tester", (HeaderRoutingMatch.model_validate({"cookieName": "tester"}),))
 REF = vs_ref("web")
+KIND_VS = "virtualservices.v1beta1.networking.istio.io"
 
 
 def virtual_service(ns: str) -> dict[str, Any]:
@@ -246,3 +250,134 @@ def test_a_stale_resource_version_is_a_conflict_not_an_overwrite(
     assert primary_weights(cluster) == [100, 0] and len(live["spec"]["http"]) == 2
     istio.apply(plan(25, BETA))  # re-read: goes through
     assert primary_weights(cluster) == [75, 25]
+
+
+DR_ROUTING = {
+    "istio": {
+        "virtualService": {"name": "web"},
+        "destinationRule": {
+            "name": "web",
+            "stableSubsetName": "stable",
+            "canarySubsetName": "canary",
+        },
+    },
+}
+DR_KIND = "destinationrules.v1beta1.networking.istio.io"
+
+
+def destination_rule() -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1beta1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "web", "labels": {"team": "shop"}},
+        "spec": {
+            "host": "web",
+            "trafficPolicy": {"loadBalancer": {"simple": "LEAST_REQUEST"}},
+            "subsets": [
+                {"name": "stable", "labels": {"app": "web"}},
+                {"name": "canary", "labels": {"app": "web"}},
+                {"name": "legacy", "labels": {"app": "web-v0"}},
+            ],
+        },
+    }
+
+
+def subset_service(ns: str) -> dict[str, Any]:
+    body = virtual_service(ns)
+    body["spec"]["http"] = [
+        {
+            "name": "primary",
+            "route": [
+                {"destination": {"host": "web", "subset": "stable"}, "weight": 100},
+                {"destination": {"host": f"web.{ns}.svc.cluster.local", "subset": "canary"}},
+            ],
+        }
+    ]
+    return body
+
+
+@pytest.fixture
+def istio_dr(router_crds: str, cluster: Cluster) -> Iterator[Harness]:
+    yield from harness(cluster, IstioRouter, DR_ROUTING)
+
+
+def slots(cluster: Cluster) -> dict[str, str | None]:
+    body = read(cluster, dr_ref("web"))
+    return {s["name"]: s["labels"].get("sluice.dev/slot") for s in body["spec"]["subsets"]}
+
+
+def watch(cluster: Cluster, kind: str) -> subprocess.Popen[str]:
+    """`kubectl get --watch -o json`, returned once the current object has been printed."""
+    env = {**os.environ, "KUBECONFIG": cluster.kubeconfig}
+    args = ["kubectl", "-n", cluster.namespace, "get", kind, "web", "--watch", "-o", "json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    while proc.stdout.readline() not in ("}\n", ""):  # the end of the current object
+        pass
+    return proc
+
+
+def versions(proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    """Every version the watch saw after it started."""
+    time.sleep(1.0)
+    proc.terminate()
+    text = proc.communicate(timeout=10)[0].strip()
+    decoder, seen, at = json.JSONDecoder(), [], 0
+    while at < len(text):
+        body, at = decoder.raw_decode(text, at)
+        seen.append(body)
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return seen
+
+
+def test_destination_rule_subsets_follow_the_slots_stable_side_first(
+    istio_dr: Harness, cluster: Cluster
+) -> None:
+    original = istio_dr.create(destination_rule())
+    istio_dr.create(subset_service(cluster.namespace))
+    p = TrafficPlan("a", "b", 5)
+    istio_dr.apply(p)
+    assert slots(cluster) == {"stable": "a", "canary": "b", "legacy": None}
+    assert primary_weights(cluster) == [95, 5]
+    assert istio_dr.router.verify(istio_dr.ctx(), p).verified
+    istio_dr.apply(TrafficPlan("a", "b", 100))
+
+    # Promotion: b becomes the stable. The stable subset moves before the weights, the
+    # canary subset after, so no request goes back to a while the weights swing.
+    dr_watch = watch(cluster, DR_KIND)
+    istio_dr.apply(TrafficPlan("b", None, 0))
+    seen = versions(dr_watch)
+    vs_version = int(read(cluster, REF)["metadata"]["resourceVersion"])
+    states = [(int(b["metadata"]["resourceVersion"]), {s["name"]: s["labels"].get(
+        "sluice.dev/slot") for s in b["spec"]["subsets"]}) for b in seen]  # fmt: skip
+    halfway = [rv for rv, labels in states if labels["stable"] == "b" and labels["canary"] == "b"]
+    final = [rv for rv, labels in states if labels["stable"] == "b" and labels["canary"] == "a"]
+    assert halfway and final, states
+    assert halfway[0] < vs_version < final[0], (states, vs_version)
+    assert primary_weights(cluster) == [100, 0]
+    assert istio_dr.router.verify(istio_dr.ctx(), TrafficPlan("b", None, 0)).verified
+
+    after = read(cluster, dr_ref("web"))
+    for subset, was in zip(after["spec"]["subsets"], original["spec"]["subsets"], strict=True):
+        was_labels = {**was["labels"]}
+        assert {k: v for k, v in subset["labels"].items() if k != "sluice.dev/slot"} == was_labels
+    rest = {k: v for k, v in after["spec"].items() if k != "subsets"}
+    assert rest == {k: v for k, v in original["spec"].items() if k != "subsets"}
+    assert after["metadata"]["labels"] == original["metadata"]["labels"]
+
+    # The DestinationRule gone: apply and verify say so; release still works, by subset.
+    cluster.kubectl("delete", DR_KIND, "web")
+    message = (
+        f"DestinationRule web: not found in {cluster.namespace} "
+        "(spec.strategy.canary.trafficRouting.istio.destinationRule.name); Sluice never creates it"
+    )
+    assert istio_dr.router.verify(istio_dr.ctx(), p).problem == message
+    with pytest.raises(RouterProblem) as info:
+        istio_dr.apply(p)
+    assert str(info.value) == message
+    half = [{"op": "replace", "path": "/spec/http/0/route/0/weight", "value": 50},
+            {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 50}]  # fmt: skip
+    cluster.kubectl("patch", KIND_VS, "web", "--type", "json", "-p", json.dumps(half))
+    istio_dr.release()
+    assert primary_weights(cluster) == [100, 0]

@@ -8,11 +8,17 @@ from typing import Any
 import pytest
 
 from sluice.api.rollout import RolloutSpec
-from sluice.api.traffic import HeaderRoutingMatch, IstioVirtualService
+from sluice.api.traffic import HeaderRoutingMatch, IstioDestinationRule, IstioVirtualService
 from sluice.engine.types import HeaderRoute
 from sluice.routers import matching as M
 from sluice.routers.base import RouterProblem
-from sluice.routers.istio import Hosts, IstioRouter, Managed, edit_virtual_service
+from sluice.routers.istio import (
+    Hosts,
+    IstioRouter,
+    Managed,
+    edit_destination_rule,
+    edit_virtual_service,
+)
 
 HOSTS = Hosts("shop", "web-stable", "web-canary")
 FIELD = "spec.strategy.canary.trafficRouting.istio.virtualService"
@@ -234,9 +240,57 @@ def test_check_refuses_what_istio_cannot_do() -> None:
     assert any(
         "steps[0].setHeaderRoute.match: two conditions on header 'cookie'" in p for p in problems
     )
-    rule = {"name": "web", "stableSubsetName": "stable", "canarySubsetName": "canary"}
+    rule = {"name": "web", "stableSubsetName": "v", "canarySubsetName": "v"}
     with_rule = spec({"virtualService": {"name": "web"}, "destinationRule": rule})
-    assert any(
-        "istio.destinationRule: not supported yet" in p for p in IstioRouter.check(with_rule)
-    )
-    assert IstioRouter.check(spec({"virtualService": {"name": "web"}})) != []  # the clash only
+    message = "istio.destinationRule: stableSubsetName and canarySubsetName must differ"
+    assert any(message in p for p in IstioRouter.check(with_rule))
+    assert len(IstioRouter.check(spec())) == 1, "the header clash only"
+
+
+RULE = IstioDestinationRule(name="web", stableSubsetName="stable", canarySubsetName="canary")
+SUBSETS = Hosts("shop", "stable", "canary", host="web.shop.svc.cluster.local")
+
+
+def destination_rule() -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web"},
+        "spec": {
+            "host": "web.shop.svc.cluster.local",
+            "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
+            "subsets": [
+                {"name": "stable", "labels": {"app": "web"}},
+                {"name": "canary", "labels": {"app": "web", "sluice.dev/slot": "x"}},
+                {"name": "legacy", "labels": {"app": "old"}},
+            ],
+        },
+    }
+
+
+def test_destination_rule_subsets_get_only_the_slot_label() -> None:
+    out = edit_destination_rule(destination_rule(), RULE, {"stable": "a", "canary": "b"})
+    expected = destination_rule()
+    expected["spec"]["subsets"][0]["labels"]["sluice.dev/slot"] = "a"
+    expected["spec"]["subsets"][1]["labels"]["sluice.dev/slot"] = "b"
+    assert out == expected
+    body = destination_rule()
+    del body["spec"]["subsets"][1]
+    missing = r"DestinationRule web: subset 'canary' not found \(spec\.subsets; .*istio\."
+    with pytest.raises(RouterProblem, match=missing + r"destinationRule\.canarySubsetName\)"):
+        edit_destination_rule(body, RULE, {"stable": "a", "canary": "b"})
+
+
+def test_with_subsets_destinations_are_told_apart_by_subset_of_the_rule_host() -> None:
+    body = vs()
+    body["spec"]["http"][1]["route"] = [
+        {"destination": {"host": "web", "subset": "stable"}, "weight": 100},
+        {"destination": {"host": "web.shop.svc.cluster.local", "subset": "canary"}},
+    ]
+    managed = Managed(IstioVirtualService(name="web", routes=["primary"]), FIELD)
+    out = edit_virtual_service(body, managed, SUBSETS, (90, 10), (BETA,), RESERVED)
+    assert [e["weight"] for e in out["spec"]["http"][2]["route"]] == [90, 10]
+    assert out["spec"]["http"][1]["route"] == [
+        {"destination": {"host": "web.shop.svc.cluster.local", "subset": "canary"}, "weight": 100}
+    ]
+    body["spec"]["http"][1]["route"][1]["destination"]["host"] = "other"
+    with pytest.raises(RouterProblem, match=r"also routes to 'other'.*the canary subset 'canary'"):
+        edit_virtual_service(body, managed, SUBSETS, (90, 10), (), RESERVED)

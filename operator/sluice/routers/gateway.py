@@ -334,12 +334,9 @@ class GatewayAPIRouter:
             edits.append((ref, live, self._edit(ctx, live, managed, plan)))
         written: list[Body] = []
         for ref, live, desired in edits:
-            if desired == live:
-                continue
-            desired["apiVersion"] = f"{ref.group}/{ref.version}"  # the version PUT to
-            body = await self.kube.replace_object(ref, ctx.namespace, desired)
-            body.setdefault("kind", ref.kind)
-            written.append(body)
+            body = await M.put(self.kube, ctx, ref, live, desired)
+            if body is not None:
+                written.append(body)
         return written
 
     async def apply(self, ctx: RouteContext, plan: TrafficPlan) -> list[Body]:

@@ -16,9 +16,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sluice.api.rollout import RolloutSpec
-from sluice.api.traffic import HeaderRoutingMatch, IstioTrafficRouting, IstioVirtualService
+from sluice.api.traffic import (
+    HeaderRoutingMatch,
+    IstioDestinationRule,
+    IstioTrafficRouting,
+    IstioVirtualService,
+)
+from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube
-from sluice.engine.types import HeaderRoute, TrafficPlan
+from sluice.engine.types import HeaderRoute, Slot, TrafficPlan, other
 from sluice.routers import matching as M
 from sluice.routers.base import (
     Body,
@@ -39,21 +45,45 @@ def vs_ref(name: str) -> ObjectRef:
     return ObjectRef(GROUP, VERSION, "virtualservices", "VirtualService", name)
 
 
+def dr_ref(name: str) -> ObjectRef:
+    return ObjectRef(GROUP, VERSION, "destinationrules", "DestinationRule", name)
+
+
 @dataclass(frozen=True)
 class Hosts:
-    """How a destination is recognised as the stable's or the canary's."""
+    """How a destination is recognised as the stable's or the canary's: by host (two
+    Services), or with a DestinationRule by subset of one host."""
 
     namespace: str
-    stable: str  # Service names
+    stable: str  # Service names, or subset names when `host` is set
     canary: str
+    host: str | None = None  # the DestinationRule's host; "": any (the rule is gone)
 
     def role(self, entry: Body) -> str | None:
-        host = str((entry.get("destination") or {}).get("host", ""))
+        dest = entry.get("destination") or {}
+        host = str(dest.get("host", ""))
+        if self.host is not None:
+            same = M.service_name(host, self.namespace) == M.service_name(self.host, self.namespace)
+            if self.host and not same:
+                return None
+            return {self.stable: "stable", self.canary: "canary"}.get(str(dest.get("subset")))
         if M.is_service_host(host, self.stable, self.namespace):
             return "stable"
         if M.is_service_host(host, self.canary, self.namespace):
             return "canary"
         return None
+
+    def describe(self, role: str) -> str:
+        name = self.stable if role == "stable" else self.canary
+        if self.host is not None:
+            return f"the {role} subset {name!r} of {self.host}"
+        return f"the {role} Service {name}"
+
+    def service(self, role: str) -> str | None:
+        """The Service Sluice manages for `role` (its ports are checked); None: subsets."""
+        if self.host is not None:
+            return None
+        return self.stable if role == "stable" else self.canary
 
 
 @dataclass(frozen=True)
@@ -124,17 +154,18 @@ def _set_weights(
             host = (entry.get("destination") or {}).get("host")
             raise RouterProblem(
                 f"{where}: {label} also routes to {host!r} ({at}); Sluice splits a route "
-                f"between {hosts.stable} and {hosts.canary} only"
+                f"between {hosts.describe('stable')} and {hosts.describe('canary')} only"
             )
         by_role[role].append(entry)
-    for role, service in (("stable", hosts.stable), ("canary", hosts.canary)):
+    for role in ("stable", "canary"):
         if len(by_role[role]) != 1:
             what = "no" if not by_role[role] else "more than one"
             raise RouterProblem(
-                f"{where}: {label} has {what} destination to the {role} Service {service} ({at})"
+                f"{where}: {label} has {what} destination to {hosts.describe(role)} ({at})"
             )
+        service = hosts.service(role)
         port = ((by_role[role][0].get("destination") or {}).get("port") or {}).get("number")
-        problem = ports(service, port)
+        problem = ports(service, port) if service else ""
         if problem:
             raise RouterProblem(f"{where}: {label}: {problem} ({at}[].destination.port)")
     by_role["stable"][0]["weight"], by_role["canary"][0]["weight"] = weights
@@ -208,6 +239,33 @@ def edit_virtual_service(
     return out
 
 
+def edit_destination_rule(body: Body, rule: IstioDestinationRule, slots: dict[str, Slot]) -> Body:
+    """A copy of `body` whose subsets named in `slots` select that slot (only the
+    sluice.dev/slot key of their labels is touched). Pure; raises RouterProblem."""
+    out = copy.deepcopy(body)
+    subsets = (out.get("spec") or {}).get("subsets") or []
+    fields = {
+        rule.stable_subset_name: "stableSubsetName",
+        rule.canary_subset_name: "canarySubsetName",
+    }
+    for name, slot in slots.items():
+        found = [s for s in subsets if s.get("name") == name]
+        if not found:
+            raise RouterProblem(
+                f"DestinationRule {rule.name}: subset {name!r} not found (spec.subsets; "
+                f"{ISTIO}.destinationRule.{fields[name]})"
+            )
+        found[0]["labels"] = {**(found[0].get("labels") or {}), L.SLOT: slot}
+    return out
+
+
+def dr_host(body: Body, rule: IstioDestinationRule) -> str:
+    host = (body.get("spec") or {}).get("host")
+    if not host:
+        raise RouterProblem(f"DestinationRule {rule.name}: has no host (spec.host)")
+    return str(host)
+
+
 def summary(body: Body, hosts: Hosts) -> str:
     """What a reader sees: each route's (stable, canary) weights, then header routes."""
     parts: list[str] = []
@@ -240,41 +298,80 @@ class IstioRouter:
                 f"{M.FIELD}.maxTrafficWeight: Istio weights are percentages; it must be 100 "
                 f"(is {routing.max_traffic_weight})"
             )
-        if routing.istio.destination_rule is not None:
-            problems.append(f"{ISTIO}.destinationRule: not supported yet; use two Services")
+        rule = routing.istio.destination_rule
+        if rule is not None and rule.stable_subset_name == rule.canary_subset_name:
+            problems.append(
+                f"{ISTIO}.destinationRule: stableSubsetName and canarySubsetName must differ"
+            )
         return problems + M.header_route_problems(spec, "Istio")
 
-    def _routing(self, ctx: RouteContext) -> IstioTrafficRouting:
+    @staticmethod
+    def _routing(ctx: RouteContext) -> IstioTrafficRouting:
         routing = ctx.spec.strategy.canary.traffic_routing
         assert routing is not None and routing.istio is not None
-        if routing.istio.destination_rule is not None:
-            raise RouterProblem(f"{ISTIO}.destinationRule: not supported yet; use two Services")
         return routing.istio
 
     def watched(self, ctx: RouteContext) -> list[ObjectRef]:
-        return [vs_ref(m.spec.name) for m in managed_services(self._routing(ctx))]
+        istio = self._routing(ctx)
+        refs = [vs_ref(m.spec.name) for m in managed_services(istio)]
+        return refs + ([dr_ref(istio.destination_rule.name)] if istio.destination_rule else [])
+
+    def _hosts(self, ctx: RouteContext, rule_body: Body | None) -> Hosts:
+        rule = self._routing(ctx).destination_rule
+        if rule is None:
+            return Hosts(ctx.namespace, ctx.stable_service, ctx.canary_service)
+        host = dr_host(rule_body, rule) if rule_body else ""  # gone: releasing, by subset
+        return Hosts(ctx.namespace, rule.stable_subset_name, rule.canary_subset_name, host)
 
     def _edit(
-        self, ctx: RouteContext, body: Body, managed: Managed, plan: TrafficPlan | None
+        self,
+        ctx: RouteContext,
+        body: Body,
+        managed: Managed,
+        hosts: Hosts,
+        plan: TrafficPlan | None,
     ) -> Body:
         routing = ctx.spec.strategy.canary.traffic_routing
         assert routing is not None
-        reserved = frozenset(r.name for r in routing.managed_routes or [])
-        hosts = Hosts(ctx.namespace, ctx.stable_service, ctx.canary_service)
-        weights = split(plan.canary_weight, 100) if plan else (100, 0)
         routes = plan.header_routes if plan else ()
-        reserved |= {r.name for r in routes}
+        reserved = frozenset(r.name for r in routing.managed_routes or []) | {
+            r.name for r in routes
+        }
+        weights = split(plan.canary_weight, 100) if plan else (100, 0)
 
         def ports(service: str, port: Any) -> str:
             return M.port_problem(ctx, service, port)
 
         return edit_virtual_service(body, managed, hosts, weights, routes, reserved, ports)
 
+    def _rule(self, ctx: RouteContext, live: Body | None) -> Body | None:
+        """The user's DestinationRule, if the Rollout names one; missing -> problem."""
+        rule = self._routing(ctx).destination_rule
+        if rule is None:
+            return None
+        if live is None:
+            raise RouterProblem(
+                f"DestinationRule {rule.name}: not found in {ctx.namespace} "
+                f"({ISTIO}.destinationRule.name); Sluice never creates it"
+            )
+        return live
+
+    @staticmethod
+    def _slots(rule: IstioDestinationRule, plan: TrafficPlan) -> dict[str, Slot]:
+        canary = plan.canary_slot or other(plan.stable_slot)
+        return {rule.stable_subset_name: plan.stable_slot, rule.canary_subset_name: canary}
+
     def verify(self, ctx: RouteContext, plan: TrafficPlan) -> Verification:
+        details: list[str] = []
+        verified = True
         try:
-            details: list[str] = []
-            verified = True
-            hosts = Hosts(ctx.namespace, ctx.stable_service, ctx.canary_service)
+            rule = self._routing(ctx).destination_rule
+            rule_body = self._rule(ctx, ctx.objects.get(dr_ref(rule.name).key) if rule else None)
+            hosts = self._hosts(ctx, rule_body)
+            slots = self._slots(rule, plan) if rule else {}
+            if rule and rule_body and edit_destination_rule(rule_body, rule, slots) != rule_body:
+                verified = False
+                details.append(f"DestinationRule {rule.name}: subsets select other slots")
             for managed in managed_services(self._routing(ctx)):
                 ref = vs_ref(managed.spec.name)
                 live = ctx.objects.get(ref.key)
@@ -283,26 +380,34 @@ class IstioRouter:
                         f"VirtualService {ref.name}: not found in {ctx.namespace} "
                         f"({managed.field}.name)"
                     )
-                desired = self._edit(ctx, live, managed, plan)
+                seen = f"VirtualService {ref.name}: {summary(live, hosts)}"
+                desired = self._edit(ctx, live, managed, hosts, plan)
                 if desired != live:
                     verified = False
-                    details.append(
-                        f"VirtualService {ref.name}: {summary(live, hosts)} "
-                        f"(plan: {summary(desired, hosts)})"
-                    )
-                else:
-                    details.append(f"VirtualService {ref.name}: {summary(live, hosts)}")
+                    seen += f" (plan: {summary(desired, hosts)})"
+                details.append(seen)
         except RouterProblem as problem:
             return Verification(False, problem=str(problem))
         return Verification(verified, detail="; ".join(details))
 
+    async def _live(self, ctx: RouteContext, ref: ObjectRef) -> Body | None:
+        return ctx.objects.get(ref.key) or await self.kube.get_object(ref, ctx.namespace)
+
     async def _write(self, ctx: RouteContext, plan: TrafficPlan | None) -> list[Body]:
         """Every edit is computed before the first write, so a problem in one object
-        leaves all of them as they were."""
+        leaves all of them as they were. With a DestinationRule the stable subset moves
+        first and the canary subset last (as the Services do): a promotion or a rollback
+        never sends a request to the version the plan takes traffic away from."""
+        istio = self._routing(ctx)
+        rule = istio.destination_rule
+        rule_body = await self._live(ctx, dr_ref(rule.name)) if rule else None
+        if plan is not None:
+            self._rule(ctx, rule_body)
+        hosts = self._hosts(ctx, rule_body)
         edits: list[tuple[ObjectRef, Body, Body]] = []
-        for managed in managed_services(self._routing(ctx)):
+        for managed in managed_services(istio):
             ref = vs_ref(managed.spec.name)
-            live = ctx.objects.get(ref.key) or await self.kube.get_object(ref, ctx.namespace)
+            live = await self._live(ctx, ref)
             if live is None:
                 if plan is None:  # releasing: a VirtualService that is gone holds no traffic
                     continue
@@ -310,19 +415,38 @@ class IstioRouter:
                     f"VirtualService {ref.name}: not found in {ctx.namespace} "
                     f"({managed.field}.name); Sluice never creates it"
                 )
-            edits.append((ref, live, self._edit(ctx, live, managed, plan)))
+            edits.append((ref, live, self._edit(ctx, live, managed, hosts, plan)))
+        halves: list[dict[str, Slot]] = []
+        if rule and rule_body and plan:
+            slots = self._slots(rule, plan)
+            edit_destination_rule(rule_body, rule, slots)  # its problems, before any write
+            halves = [{k: slots[k]} for k in (rule.stable_subset_name, rule.canary_subset_name)]
+
         written: list[Body] = []
-        for ref, live, desired in edits:
-            if desired == live:
-                continue
-            desired["apiVersion"] = f"{ref.group}/{ref.version}"  # the version PUT to
-            body = await self.kube.replace_object(ref, ctx.namespace, desired)
-            body.setdefault("kind", ref.kind)
+
+        async def put(ref: ObjectRef, live: Body, desired: Body) -> Body:
+            body = await M.put(self.kube, ctx, ref, live, desired)
+            if body is None:
+                return live
             written.append(body)
+            return body
+
+        if rule and rule_body and halves:
+            rule_body = await put(
+                dr_ref(rule.name), rule_body, edit_destination_rule(rule_body, rule, halves[0])
+            )
+        for ref, live, desired in edits:
+            await put(ref, live, desired)
+        if rule and rule_body and halves:
+            await put(
+                dr_ref(rule.name), rule_body, edit_destination_rule(rule_body, rule, halves[1])
+            )
         return written
 
     async def apply(self, ctx: RouteContext, plan: TrafficPlan) -> list[Body]:
         return await self._write(ctx, plan)
 
     async def release(self, ctx: RouteContext) -> list[Body]:
+        """All traffic to the stable destinations; a DestinationRule keeps its subsets
+        (the stable one already selects the stable slot)."""
         return await self._write(ctx, None)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from sluice.api.rollout import RolloutSpec
 from sluice.api.traffic import HeaderRoutingMatch
-from sluice.routers.base import Body, RouteContext
+from sluice.cluster.kube import Kube
+from sluice.routers.base import Body, ObjectRef, RouteContext
 
 _META = set("\\.+*?()|[]{}^$")
 FIELD = "spec.strategy.canary.trafficRouting"
@@ -64,14 +65,30 @@ def header_route_problems(spec: RolloutSpec, provider: str) -> list[str]:
     return problems
 
 
+def service_name(host: str, namespace: str) -> str:
+    """A mesh host in `namespace` reduced to its Service name (short, `svc.ns`, `svc.ns.svc`
+    and the cluster FQDN are one Service); any other host is returned as it is."""
+    for suffix in (f".{namespace}.svc.cluster.local", f".{namespace}.svc", f".{namespace}"):
+        if host.endswith(suffix):
+            return host.removesuffix(suffix)
+    return host
+
+
 def is_service_host(host: str, service: str, namespace: str) -> bool:
-    """A mesh host naming `service`: short, `svc.ns`, `svc.ns.svc` or the cluster FQDN."""
-    return host in {
-        service,
-        f"{service}.{namespace}",
-        f"{service}.{namespace}.svc",
-        f"{service}.{namespace}.svc.cluster.local",
-    }
+    return service_name(host, namespace) == service
+
+
+async def put(
+    kube: Kube, ctx: RouteContext, ref: ObjectRef, live: Body, desired: Body
+) -> Body | None:
+    """PUT `desired` at the resourceVersion it was read at (a 409 if the object changed
+    since: the caller re-reads); nothing when it equals `live`."""
+    if desired == live:
+        return None
+    desired["apiVersion"] = f"{ref.group}/{ref.version}"  # the version it is PUT to
+    body = await kube.replace_object(ref, ctx.namespace, desired)
+    body.setdefault("kind", ref.kind)
+    return body
 
 
 def port_problem(ctx: RouteContext, service: str, port: object) -> str:
