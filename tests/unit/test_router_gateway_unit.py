@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sluice.api.rollout import RolloutSpec
 from sluice.api.traffic import GatewayAPIRoute, HeaderRoutingMatch
 from sluice.engine.types import HeaderRoute
+from sluice.engine.validate import parse_spec
 from sluice.routers.base import RouterProblem
 from sluice.routers.gateway import Backends, GatewayAPIRouter, Managed, condition, edit_http_route
 
@@ -187,3 +190,23 @@ def test_check_refuses_header_steps_no_route_can_take() -> None:
     problems = GatewayAPIRouter.check(RolloutSpec.model_validate(raw))
     assert any("needs useHeaderRoutes: true" in p for p in problems)
     assert any("two conditions on header 'x-a'" in p for p in problems)
+
+
+def test_the_example_passes_check_and_its_http_route_takes_every_step() -> None:
+    path = Path(__file__).resolve().parents[2] / "examples" / "routers" / "gateway-api.yaml"
+    rollout, http_route = yaml.safe_load_all(path.read_text())
+    parsed = parse_spec(rollout["spec"])
+    assert GatewayAPIRouter.check(parsed) == []
+    routing = parsed.strategy.canary.traffic_routing
+    assert routing is not None and routing.gateway_api is not None
+    managed = Managed(routing.gateway_api.routes()[0], FIELD)
+    routes = tuple(
+        HeaderRoute(s.set_header_route.name, tuple(s.set_header_route.match or ()))
+        for s in parsed.strategy.canary.steps
+        if s.set_header_route
+    )
+    http_route["metadata"]["namespace"] = "default"
+    backends = Backends("default", "web-stable", "web-canary")
+    reserved = frozenset({"opt-in", "bucket"})
+    out = edit_http_route(http_route, managed, backends, (95, 5), routes, reserved)
+    assert [r.get("name") for r in out["spec"]["rules"]] == [None, "opt-in", "bucket", None]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sluice.api.rollout import RolloutSpec
 from sluice.api.traffic import HeaderRoutingMatch, IstioDestinationRule, IstioVirtualService
 from sluice.engine.types import HeaderRoute
+from sluice.engine.validate import parse_spec
 from sluice.routers import matching as M
 from sluice.routers.base import RouterProblem
 from sluice.routers.istio import (
@@ -294,3 +297,25 @@ def test_with_subsets_destinations_are_told_apart_by_subset_of_the_rule_host() -
     body["spec"]["http"][1]["route"][1]["destination"]["host"] = "other"
     with pytest.raises(RouterProblem, match=r"also routes to 'other'.*the canary subset 'canary'"):
         edit_virtual_service(body, managed, SUBSETS, (90, 10), (), RESERVED)
+
+
+def test_the_example_passes_check_and_its_virtual_service_takes_every_step() -> None:
+    path = Path(__file__).resolve().parents[2] / "examples" / "routers" / "istio.yaml"
+    rollout, service = yaml.safe_load_all(path.read_text())
+    parsed = parse_spec(rollout["spec"])
+    assert IstioRouter.check(parsed) == []
+    routing = parsed.strategy.canary.traffic_routing
+    assert routing is not None and routing.istio is not None
+    managed = Managed(routing.istio.services()[0], FIELD)
+    steps = parsed.strategy.canary.steps
+    routes = tuple(
+        HeaderRoute(s.set_header_route.name, tuple(s.set_header_route.match or ()))
+        for s in steps
+        if s.set_header_route
+    )
+    service["metadata"]["namespace"] = "default"
+    hosts = Hosts("default", "web-stable", "web-canary")
+    out = edit_virtual_service(
+        service, managed, hosts, (95, 5), routes, frozenset({"beta", "bucket"})
+    )
+    assert [r["name"] for r in out["spec"]["http"]] == ["static", "beta", "bucket", "primary"]

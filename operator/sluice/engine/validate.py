@@ -22,6 +22,9 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return path
 
 
+STEP_KINDS = ("set_weight", "pause", "analysis", "set_canary_scale", "set_header_route")
+
+
 def parse_spec(raw: dict[str, Any]) -> RolloutSpec:
     try:
         spec = RolloutSpec.model_validate(raw)
@@ -37,9 +40,12 @@ def check_spec(spec: RolloutSpec) -> None:
     last_weight, last_index = 0, -1
     for index, step in enumerate(spec.strategy.canary.steps):
         where = f"spec.strategy.canary.steps[{index}]"
-        kinds = [k for k in ("set_weight", "pause", "analysis") if getattr(step, k) is not None]
+        kinds = [k for k in STEP_KINDS if getattr(step, k) is not None]
         if len(kinds) != 1:
-            problems.append(f"{where}: exactly one of setWeight, pause, analysis must be set")
+            problems.append(
+                f"{where}: exactly one of setWeight, pause, analysis, setCanaryScale, "
+                "setHeaderRoute must be set"
+            )
             continue
         if step.set_weight is not None:
             if step.set_weight < last_weight:
