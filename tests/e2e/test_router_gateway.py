@@ -233,3 +233,46 @@ def test_a_stale_resource_version_is_a_conflict_not_an_overwrite(
     assert weighted(cluster) == [1000, 0] and len(live["spec"]["rules"]) == 2
     gateway.apply(plan(25, BETA))  # re-read: goes through
     assert weighted(cluster) == [750, 250]
+
+
+TWO = {
+    "managedRoutes": [{"name": "beta"}],
+    "gatewayAPI": {
+        "httpRoutes": [
+            {"name": "web", "useHeaderRoutes": True},
+            {"name": "web-internal", "useHeaderRoutes": False},
+        ]
+    },
+}
+
+
+@pytest.fixture
+def two_routes(router_crds: str, cluster: Cluster) -> Iterator[Harness]:
+    yield from harness(cluster, GatewayAPIRouter, TWO)
+
+
+def test_two_http_routes_move_together_and_a_problem_in_one_writes_neither(
+    two_routes: Harness, cluster: Cluster
+) -> None:
+    two_routes.create(http_route())
+    internal = http_route()
+    internal["metadata"]["name"] = "web-internal"
+    internal["spec"]["rules"][1]["backendRefs"].pop()  # no canary backendRef yet
+    two_routes.create(internal)
+    before = read(cluster, REF)
+    with pytest.raises(RouterProblem, match=r"HTTPRoute web-internal: spec\.rules\[1\] has no "):
+        two_routes.apply(plan(5, BETA))
+    assert read(cluster, REF) == before, "web was not written either"
+
+    add = [{"op": "add", "path": "/spec/rules/1/backendRefs/-",
+            "value": {"name": "web-canary", "port": 80, "weight": 0}}]  # fmt: skip
+    cluster.kubectl("patch", KIND, "web-internal", "--type", "json", "-p", json.dumps(add))
+    two_routes.apply(plan(5, BETA))
+    assert [r.get("name") for r in rules(cluster)] == ["admin", "beta", None]
+    other = read(cluster, route_ref("web-internal"))["spec"]["rules"]
+    assert [r.get("name") for r in other] == ["admin", None], "useHeaderRoutes: false"
+    assert [b["weight"] for b in other[1]["backendRefs"]] == [95, 5]
+    assert weighted(cluster) == [95, 5]
+    assert two_routes.router.verify(two_routes.ctx(), plan(5, BETA)).verified
+    two_routes.release()
+    assert weighted(cluster) == [100, 0] and len(rules(cluster)) == 2

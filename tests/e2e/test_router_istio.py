@@ -381,3 +381,43 @@ def test_destination_rule_subsets_follow_the_slots_stable_side_first(
     cluster.kubectl("patch", KIND_VS, "web", "--type", "json", "-p", json.dumps(half))
     istio_dr.release()
     assert primary_weights(cluster) == [100, 0]
+
+
+TWO = {
+    "istio": {
+        "virtualServices": [
+            {"name": "web", "routes": ["primary"]},
+            {"name": "web-mesh"},
+        ]
+    },
+}
+
+
+@pytest.fixture
+def two_services(router_crds: str, cluster: Cluster) -> Iterator[Harness]:
+    yield from harness(cluster, IstioRouter, TWO)
+
+
+def test_two_virtual_services_move_together_and_a_problem_in_one_writes_neither(
+    two_services: Harness, cluster: Cluster
+) -> None:
+    two_services.create(virtual_service(cluster.namespace))
+    mesh = virtual_service(cluster.namespace)
+    mesh["metadata"]["name"] = "web-mesh"
+    two_services.create(mesh)  # two http routes, and none named: which one is meant?
+    before = read(cluster, REF)
+    with pytest.raises(RouterProblem) as info:
+        two_services.apply(plan(5))
+    assert str(info.value) == (
+        "VirtualService web-mesh: has 2 http routes; name the ones Sluice manages "
+        "(spec.strategy.canary.trafficRouting.istio.virtualServices[1].routes)"
+    )
+    assert read(cluster, REF) == before, "web was not written either"
+
+    drop = [{"op": "remove", "path": "/spec/http/0"}]
+    cluster.kubectl("patch", KIND_VS, "web-mesh", "--type", "json", "-p", json.dumps(drop))
+    two_services.apply(plan(5))
+    assert primary_weights(cluster) == [95, 5]
+    mesh_route = read(cluster, vs_ref("web-mesh"))["spec"]["http"][0]
+    assert [e["weight"] for e in mesh_route["route"]] == [95, 5]
+    assert two_services.router.verify(two_services.ctx(), plan(5)).verified
