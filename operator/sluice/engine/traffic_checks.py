@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from sluice.api.rollout import RolloutSpec
-from sluice.routers.factory import capabilities
+from sluice.routers.factory import capabilities, checks
 
 ROUTING = "spec.strategy.canary.trafficRouting"
 WIRE = {"nginx": "nginx", "istio": "istio", "gateway_api": "gatewayAPI", "smi": "smi"}
@@ -37,6 +37,7 @@ def check_traffic(spec: RolloutSpec) -> list[str]:
         if caps is None:
             problems.append(f"{where}: not supported by this version of Sluice")
             continue
+        problems += checks(field, spec)
         if caps.fixed_total is not None and routing.max_traffic_weight != caps.fixed_total:
             problems.append(
                 f"{ROUTING}.maxTrafficWeight: {WIRE[field]} weights are percentages; "
