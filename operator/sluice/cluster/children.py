@@ -69,17 +69,29 @@ def deployment(
 def service_ports(spec: RolloutSpec) -> list[Body]:
     """Service ports from the template's container ports (named when the container names them)."""
     ports: list[Body] = []
+    seen: set[tuple[object, object]] = set()
+    names: set[str] = set()
     for container in (spec.template.get("spec") or {}).get("containers") or []:
         for port in container.get("ports") or []:
-            if "containerPort" not in port:
+            if not isinstance(port, dict) or "containerPort" not in port:
                 continue
-            entry: Body = {
-                "port": port["containerPort"],
-                "targetPort": port.get("name") or port["containerPort"],
-                "protocol": port.get("protocol", "TCP"),
-            }
-            entry["name"] = port.get("name") or f"p{port['containerPort']}"
-            ports.append(entry)
+            number, protocol = port["containerPort"], port.get("protocol", "TCP")
+            if (number, protocol) in seen:
+                continue  # two containers on one port: one Service port serves it
+            seen.add((number, protocol))
+            suffix = "" if protocol == "TCP" else f"-{str(protocol).lower()}"
+            name = port.get("name") or f"p{number}{suffix}"
+            if name in names:  # 53/TCP and 53/UDP named alike: the protocol tells them apart
+                name = f"{name}{suffix or '-tcp'}"
+            names.add(name)
+            ports.append(
+                {
+                    "name": name,
+                    "port": number,
+                    "targetPort": port.get("name") or number,
+                    "protocol": protocol,
+                }
+            )
     return ports
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sluice.cluster import labels as L
@@ -33,15 +34,46 @@ def slot_observed(body: Body | None) -> SlotObserved:
     return SlotObserved(True, revision, int(spec.get("replicas", 0) or 0), pods, ready)
 
 
+def images(template: Body) -> dict[str, str]:
+    spec = template.get("spec") or {}
+    return {
+        f"{group}/{c.get('name')}": str(c.get("image"))
+        for group in ("initContainers", "containers")
+        for c in spec.get(group) or []
+        if isinstance(c, dict)
+    }
+
+
+def drift(body: Body | None, template: Body) -> str:
+    """Images in the live Deployment that are not the template's (a hand edit). Only images:
+    the API server normalizes other fields (quantities, defaults) and would look edited."""
+    if body is None:
+        return ""
+    live = images((body.get("spec") or {}).get("template") or {})
+    want = images(template)
+    changed = [
+        f"{k.split('/')[1]}: {live.get(k)} instead of {v}"
+        for k, v in want.items()
+        if live.get(k) != v
+    ]
+    return "; ".join(changed)
+
+
 def observe(
     name: str,
     children: dict[str, Body],
     traffic: TrafficObserved,
     rejected: dict[str, str] | None = None,
+    revision: str = "",
+    template: Body | None = None,
 ) -> Observed:
-    slots: dict[Slot, SlotObserved] = {
-        slot: slot_observed(children.get(f"Deployment/{name}-{slot}")) for slot in SLOTS
-    }
+    slots: dict[Slot, SlotObserved] = {}
+    for slot in SLOTS:
+        body = children.get(f"Deployment/{name}-{slot}")
+        seen = slot_observed(body)
+        if template is not None and seen.exists and seen.revision == revision:
+            seen = dataclasses.replace(seen, drifted=drift(body, template))
+        slots[slot] = seen
     runs = {
         body["metadata"]["name"]: run_observed(body)
         for name, body in children.items()

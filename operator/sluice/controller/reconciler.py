@@ -41,6 +41,7 @@ from sluice.engine import (
     decide,
 )
 from sluice.engine.gates import alert_run_prefix
+from sluice.engine.hashing import template_hash
 from sluice.engine.timefmt import fmt
 from sluice.engine.types import TrafficObserved
 from sluice.engine.validate import InvalidSpec, parse_spec
@@ -51,6 +52,7 @@ from sluice.routers.set import RouterSet
 log = logs.get("sluice.reconciler")
 FINALIZER = f"{GROUP}/traffic-release"  # only while a router edits objects the user owns
 PROBLEM_RETRY_SECONDS = 10.0  # a router object missing or foreign: look again this often
+CHILD_RETRY_SECONDS = 30.0  # a child's name taken by a foreign object: look again this often
 
 
 class Conflict(Exception):
@@ -250,8 +252,16 @@ class Controller:
             action=action,
         )
         now = self.clock()
-        rejected = self.rejected.get(key)
-        decision = decide(inp, observe(meta["name"], bucket, traffic, rejected), now)
+        rejected = self.rejected.get(key) or {}
+        if any(subject.startswith("child:") for subject in rejected):
+            # The foreign object may be gone by now (it carries no label we watch): say so
+            # this once, then try again later.
+            self.rejected[key] = {k: v for k, v in rejected.items() if not k.startswith("child:")}
+            self.queue.add_after(key, CHILD_RETRY_SECONDS)
+        revision = template_hash(spec.template) if spec else ""
+        template = spec.template if spec else None  # drift: the slot running it is compared
+        seen = observe(meta["name"], bucket, traffic, rejected, revision, template)
+        decision = decide(inp, seen, now)
         bound = log.bind(
             namespace=key[0],
             rollout=key[1],
@@ -351,7 +361,12 @@ class Controller:
         name, namespace = ctx.name, ctx.namespace
         try:
             if isinstance(act, DeploySlot):
-                await self._deploy(key, ctx, act)
+                try:
+                    await self._deploy(key, ctx, act)
+                except (ValidationError, TypeError, ValueError) as exc:
+                    # The client itself refuses to send it (a quantity that is a list...).
+                    what = " ".join(str(exc).split())[:500]
+                    raise Rejected(act.revision, f"cannot be sent as a Deployment: {what}") from exc
             elif isinstance(act, ScaleSlot):
                 M.API_CALLS.labels("scale").inc()
                 body = await self.kube.patch_deployment(
@@ -386,12 +401,16 @@ class Controller:
             elif isinstance(act, SetTraffic):
                 await self._set_traffic(key, ctx, act, routers)
         except ApiException as exc:
-            if (
-                exc.status == 422
-                and isinstance(act, DeploySlot)
-                and "is invalid" in _api_message(exc)  # other 422s: our generation test
-            ):
-                raise Rejected(act.revision, _api_message(exc)) from exc
+            message = _api_message(exc)
+            if isinstance(act, DeploySlot) and _refused_template(exc, message):
+                raise Rejected(act.revision, message) from exc
+            if exc.status == 409 and "already exists" in message:
+                kind = "Deployment" if isinstance(act, DeploySlot) else "object"
+                raise Rejected(
+                    f"child:{kind}",
+                    f"{message}: it is not owned by Rollout {name}; Sluice will not adopt or "
+                    "overwrite it (rename the Rollout, or delete that object)",
+                ) from exc
             if exc.status in (404, 409, 422):
                 raise Conflict(str(exc.reason)) from exc
             raise
@@ -442,6 +461,25 @@ class Controller:
         self.cache.put_child({**written, "kind": "AnalysisRun"})
         if self.on_run_created is not None:
             self.on_run_created(written)
+
+    async def _check_analyses(self, ctx: RouteContext, revision: str) -> None:
+        assert ctx.spec is not None
+        canary = ctx.spec.strategy.canary
+        wanted: list[tuple[str, int | None]] = [
+            ("step", i) for i, step in enumerate(canary.steps) if step.analysis is not None
+        ]
+        wanted += [("background", None)] if canary.analysis else []
+        wanted += [("postPromotion", None)] if canary.post_promotion_analysis else []
+        templates: dict[tuple[str, bool], Body | None] = {}
+        for kind, step in wanted:
+            try:
+                analysis, where = analysis_for(ctx.spec, kind, step)
+                for ref in {(t.template_name, t.cluster_scope) for t in analysis.templates}:
+                    if ref not in templates:
+                        templates[ref] = await self._template(ctx.namespace, *ref)
+                merge(analysis, where, templates, kind)
+            except AnalysisInvalid as exc:
+                raise Rejected(revision, str(exc)) from exc
 
     def run_lookup(self, key: tuple[str, str, str]) -> tuple[Body, Body | None] | None:
         """(namespace, rollout, run) -> the run's body and its Rollout's, from the cache."""
@@ -529,6 +567,12 @@ class Controller:
         assert ctx.spec is not None
         name = C.deployment_name(ctx.name, act.slot)
         current = ctx.children.get(f"Deployment/{name}")
+        if current is None or current["metadata"].get("annotations", {}).get(L.REVISION) != (
+            act.revision
+        ):
+            # A new revision: every analysis it will need must resolve first. Invalid means
+            # nothing is touched, not "deployed, then refused at its first analysis".
+            await self._check_analyses(ctx, act.revision)
         if current is None:
             M.API_CALLS.labels("create").inc()
             manifest = C.deployment(ctx.rollout, ctx.spec, act.slot, act.revision, act.replicas, 1)
@@ -611,6 +655,16 @@ def _api_message(exc: ApiException) -> str:
         return str(json.loads(exc.body or "")["message"])
     except (TypeError, ValueError, KeyError):
         return str(exc.body)[:300]
+
+
+def _refused_template(exc: ApiException, message: str) -> bool:
+    """The API server will never take this Deployment: report it once as InvalidSpec.
+    (A 422 of our own generation test is a conflict, retried.)"""
+    if exc.status == 422:
+        return "is invalid" in message
+    if exc.status in (400, 413):
+        return True
+    return exc.status == 500 and "too large" in message
 
 
 def _ann(key: str) -> str:

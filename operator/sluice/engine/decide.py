@@ -53,6 +53,14 @@ VERIFY_POLL_SECONDS = 2.0  # a router's verification is also re-read this often,
 CONDITION_TYPES = ("Progressing", "Paused", "Completed", "Healthy", "Degraded", "InvalidSpec")
 
 
+MESSAGE_LIMIT = 1024  # of a status message, a condition or an Event: an API error body can be huge
+EVENT_LIMIT = 20  # Events of one decision; more are summed up in the last one
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 30]}... ({len(text)} characters)"
+
+
 def decide(inp: RolloutInput, observed: Observed, now: datetime) -> Decision:
     return _Decider(inp, observed, now).run()
 
@@ -101,7 +109,8 @@ class _Decider:
             return self._invalid(f"spec.template: {self.obs.rejected[self.revision]}")
         ours = f"{self.inp.name}-{self.revision}-"
         for subject, message in sorted(self.obs.rejected.items()):
-            if subject.startswith(ours):  # an AnalysisRun of this revision that cannot be made
+            # An AnalysisRun of this revision that cannot be made; a child name that is taken.
+            if subject.startswith((ours, "child:")):
                 return self._invalid(message)
         self.s.observed_generation = self.inp.generation
         self.s.selector = selector_string(spec.selector)
@@ -151,7 +160,7 @@ class _Decider:
         return seen.ready if seen.exists and seen.revision == revision else 0
 
     def _event(self, reason: str, message: str, warning: bool = False) -> None:
-        self.events.append(EventNote(reason, message, "Warning" if warning else "Normal"))
+        self.events.append(EventNote(reason, clip(message), "Warning" if warning else "Normal"))
 
     def _due_in(self, seconds: float) -> None:
         self.due.append(max(seconds, 0.0))
@@ -348,7 +357,10 @@ class _Decider:
 
     def _abort(self, reason: str, message: str) -> None:
         self.s.abort = AbortInfo(
-            reason=reason, message=message, time=fmt(self.now), revision=self.s.canary_revision
+            reason=reason,
+            message=clip(message),
+            time=fmt(self.now),
+            revision=self.s.canary_revision,
         )
         self.s.canary_weight = 0
         self.s.pause_start_time = None
@@ -741,6 +753,14 @@ class _Decider:
             replicas, deploy = self.targets.get(slot, (0, False))
             if deploy and (not seen.exists or seen.revision != self.revision):
                 self.actions.append(DeploySlot(slot, self.revision, replicas))
+            elif deploy and seen.drifted:
+                self.actions.append(DeploySlot(slot, self.revision, replicas))
+                self._event(
+                    "DriftReverted",
+                    f"Deployment of slot {slot} was edited by hand ({seen.drifted}); Sluice "
+                    "wrote the Rollout's template back",
+                    warning=True,
+                )
             elif seen.exists and seen.replicas != replicas:
                 self.actions.append(ScaleSlot(slot, replicas))
         plan, traffic = self._traffic(), self.obs.traffic
@@ -793,10 +813,15 @@ class _Decider:
                 f"post-promotion analysis {s.post_promotion_run}; previous kept warm",
             )
         if ready >= self.replicas:
+            note = ""
+            if self.obs.traffic.problem:  # serving, but the next canary could not start
+                note = f"; router problem: {self.obs.traffic.problem}"
+                if self.obs.traffic.problem not in self.old.message:
+                    self._event("TrafficRouterProblem", self.obs.traffic.problem, warning=True)
             return (
                 "Healthy",
                 "Healthy",
-                f"stable {s.stable_revision}: {ready}/{self.replicas} ready",
+                f"stable {s.stable_revision}: {ready}/{self.replicas} ready{note}",
             )
         if self.deadline_exceeded:
             return (
@@ -824,6 +849,7 @@ class _Decider:
         s = self.s
         self._plan_actions()
         phase, reason, message = self._phase()
+        message = clip(message)
         s.phase = phase
         s.message = message
         s.stable = self._slot_status(self.stable_slot, s.stable_revision)
@@ -859,7 +885,7 @@ class _Decider:
         return self._decision()
 
     def _invalid(self, message: str) -> Decision:
-        s = self.s
+        s, message = self.s, clip(message)
         was = next((c for c in self.old.conditions if c.type == "InvalidSpec"), None)
         if was is None or was.status != "True" or was.message != message:
             self._event("InvalidSpec", message, warning=True)
@@ -895,6 +921,11 @@ class _Decider:
 
     def _decision(self) -> Decision:
         status = self.s
+        if len(self.events) > EVENT_LIMIT:  # e.g. a template change that skips many steps
+            kept, rest = self.events[: EVENT_LIMIT - 1], self.events[EVENT_LIMIT - 1 :]
+            reasons = sorted({e.reason for e in rest})
+            summary = f"{len(rest)} more: {', '.join(reasons)}; the last: {rest[-1].message}"
+            self.events = [*kept, EventNote(rest[-1].reason, clip(summary), rest[-1].type)]
         return Decision(
             status=status,
             actions=self.actions,

@@ -37,6 +37,7 @@ class SlotObserved:
     replicas: int = 0  # asked of the Deployment (.spec.replicas)
     pods: int = 0  # pods it has (.status.replicas)
     ready: int = 0
+    drifted: str = ""  # what a hand edit changed in a slot of the spec's own revision
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -53,7 +55,9 @@ def check_spec(spec: RolloutSpec, name: str | None = None) -> None:
     if name is not None:
         problems += check_names(spec, name)
 
-    labels = (spec.template.get("metadata") or {}).get("labels") or {}
+    problems += check_template_shape(spec.template)
+    metadata = spec.template.get("metadata")
+    labels = (metadata.get("labels") if isinstance(metadata, dict) else None) or {}
     if not isinstance(labels, dict) or not labels:
         problems.append("spec.template.metadata.labels: the pod template needs labels")
         labels = {}
@@ -71,10 +75,62 @@ def check_spec(spec: RolloutSpec, name: str | None = None) -> None:
         raise InvalidSpec("; ".join(problems))
 
 
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+TEMPLATE_LIMIT = 256 * 1024  # the API server refuses annotations past this, etcd a bit later
+
+
+def _label_problem(key: object, value: object) -> str | None:
+    if not isinstance(key, str) or not isinstance(value, str):
+        return "keys and values must be strings"
+    prefix, _, name = key.rpartition("/")
+    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        return f"key {key[:80]!r}: at most 63 characters [A-Za-z0-9-_.], alphanumeric at the ends"
+    if prefix and not _PREFIX.match(prefix):
+        return f"key {key[:80]!r}: the prefix must be a DNS subdomain"
+    if len(value) > 63 or not _LABEL_NAME.match(value):
+        return f"{key}: value of {len(value)} characters; at most 63 [A-Za-z0-9-_.]"
+    return None
+
+
+def check_template_shape(template: dict[str, Any]) -> list[str]:
+    """What would make every Deployment write fail: refused here, named, before anything
+    is touched. The API server checks the rest (reported as InvalidSpec too)."""
+    problems: list[str] = []
+    metadata = template.get("metadata", {})
+    if not isinstance(metadata, dict):
+        return ["spec.template.metadata: must be an object"]
+    for field in ("labels", "annotations"):
+        values = metadata.get(field) or {}
+        if not isinstance(values, dict):
+            problems.append(f"spec.template.metadata.{field}: must be a map of strings")
+        elif field == "labels":
+            for key, value in values.items():
+                problem = _label_problem(key, value)
+                if problem:
+                    problems.append(f"spec.template.metadata.labels: {problem}")
+    for i, container in enumerate((template.get("spec") or {}).get("containers") or []):
+        where = f"spec.template.spec.containers[{i}]"
+        if not isinstance(container, dict):
+            problems.append(f"{where}: must be an object")
+            continue
+        for field in ("name", "image"):
+            if not isinstance(container.get(field), str) or not container.get(field):
+                problems.append(f"{where}.{field}: required (a string)")
+        for j, port in enumerate(container.get("ports") or []):
+            number = port.get("containerPort") if isinstance(port, dict) else None
+            if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 65536:
+                problems.append(f"{where}.ports[{j}].containerPort: an integer in 1-65535")
+    size = len(json.dumps(template, default=str))
+    if size > TEMPLATE_LIMIT:
+        problems.append(f"spec.template: {size} bytes; at most {TEMPLATE_LIMIT}")
+    return problems
+
+
 def check_action(action: str | None) -> None:
     if action is not None and action not in ACTIONS:
         raise InvalidSpec(
-            f"metadata.annotations[{ACTION_ANNOTATION}]: unknown action {action!r}; "
+            f"metadata.annotations[{ACTION_ANNOTATION}]: unknown action {action[:64]!r}; "
             f"use one of {', '.join(ACTIONS)}"
         )
 
