@@ -8,6 +8,8 @@ wakes the owning Rollout at once, without waiting for the watch.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -19,8 +21,14 @@ from pydantic import ValidationError
 from sluice import logs
 from sluice import telemetry as M
 from sluice.analysis import runstate
-from sluice.analysis.measure import advance, field_value, measure, run_values
-from sluice.api.analysis import AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric
+from sluice.analysis.measure import ArgError, advance, field_value, measure, run_values
+from sluice.api.analysis import (
+    MAX_TIMEOUT,
+    AnalysisRunSpec,
+    AnalysisRunStatus,
+    Measurement,
+    Metric,
+)
 from sluice.api.duration import parse_duration
 from sluice.api.rollout import GROUP, VERSION
 from sluice.cluster import labels as L
@@ -48,17 +56,17 @@ class SecretReader:
         self._cache: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
 
     async def value(self, namespace: str, name: str, key: str) -> str:
-        import base64
-
         hit = self._cache.get((namespace, name))
         if hit is None or time.monotonic() - hit[0] > self.ttl:
             body = await self.kube.raw(self.kube.core.read_namespaced_secret, name, namespace)
-            data = {k: base64.b64decode(v).decode() for k, v in (body.get("data") or {}).items()}
-            hit = (time.monotonic(), data)
+            hit = (time.monotonic(), dict(body.get("data") or {}))
             self._cache[(namespace, name)] = hit
         if key not in hit[1]:
             raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
-        return hit[1][key]
+        try:  # decoded per key: one binary key must not spoil the others
+            return base64.b64decode(hit[1][key], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ArgError(f"Secret {namespace}/{name} key {key!r} is not UTF-8 text") from None
 
 
 class AnalysisExecutor:
@@ -165,6 +173,23 @@ class AnalysisExecutor:
             self.queue.add_after(key, wait)
 
     async def _write(self, key: RunKey, body: Body, status: AnalysisRunStatus) -> None:
+        try:
+            await self._replace(key, body, status)
+        except ApiException as exc:
+            if exc.status not in (413, 422, 500):
+                raise
+            # Too large to write (or refused): keep the verdict and counters, drop the
+            # measurements' detail, rather than lose the verdict in a loop of failed writes.
+            log.warning(
+                "analysis status refused; writing it without measurements",
+                run=key[2],
+                namespace=key[0],
+                status=exc.status,
+            )
+            bare = [r.model_copy(update={"measurements": []}) for r in status.metric_results]
+            await self._replace(key, body, status.model_copy(update={"metric_results": bare}))
+
+    async def _replace(self, key: RunKey, body: Body, status: AnalysisRunStatus) -> None:
         meta = body["metadata"]
         payload = {
             "apiVersion": f"{GROUP}/{VERSION}",
@@ -226,7 +251,7 @@ class AnalysisExecutor:
         if provider is None:  # one per configuration, so connections are reused
             provider = PrometheusProvider(
                 prom.address,
-                timeout=parse_duration(prom.timeout),
+                timeout=min(parse_duration(prom.timeout), MAX_TIMEOUT),
                 headers=headers,
                 basic_auth=basic,
                 ca_pem=ca,

@@ -178,14 +178,17 @@ class PrometheusProvider:
             verify = _ca_file(ca_pem)
         session = requests.Session()
         session.verify = verify
-        self._client = PrometheusConnect(
-            url=self.url,
-            headers=self.headers or None,
-            auth=basic_auth,
-            session=session,
-            timeout=(self.timeout, self.timeout),  # requests: (connect, read)
-            retry=Retry(total=0, raise_on_status=False),  # no hidden waits
-        )
+        try:
+            self._client = PrometheusConnect(
+                url=self.url,
+                headers=self.headers or None,
+                auth=basic_auth,
+                session=session,
+                timeout=(self.timeout, self.timeout),  # requests: (connect, read)
+                retry=Retry(total=0, raise_on_status=False),  # no hidden waits
+            )
+        except ValueError as exc:  # e.g. an invalid IPv6 address: "http://[::1"
+            raise ProviderError(f"Prometheus address {url[:200]!r} is invalid: {exc}") from None
 
     def close(self) -> None:
         self._client.close()
