@@ -92,6 +92,10 @@ class AnalysisExecutor:
         self.secrets = SecretReader(kube)
         self.provider_factory = provider_factory or self._prometheus
         self.tasks: list[asyncio.Task[None]] = []
+        self.running: set[asyncio.Task[None]] = set()
+        # Steps in flight at once; Kubernetes calls are capped by the Kube pool anyway,
+        # queries per Prometheus address by the provider.
+        self.slots = asyncio.Semaphore(max(64, workers * 32))
         self.providers: dict[tuple[Any, ...], MetricProvider] = {}
 
     def run_event(self, kind: str | None, body: Body) -> None:
@@ -106,30 +110,38 @@ class AnalysisExecutor:
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self.queue.run_timers(), name="analysis-timers")]
-        self.tasks += [
-            asyncio.create_task(self._worker(), name=f"analysis-{i}") for i in range(self.workers)
-        ]
+        self.tasks.append(asyncio.create_task(self._dispatch(), name="analysis-dispatch"))
 
     async def stop(self) -> None:
-        for task in self.tasks:
+        for task in [*self.tasks, *self.running]:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*self.tasks, *self.running, return_exceptions=True)
 
-    async def _worker(self) -> None:
+    async def _dispatch(self) -> None:
+        """Each due run is stepped in a task of its own: a run waiting on a provider that
+        does not answer holds no worker another run needs. The queue hands out a run
+        once at a time, so there are at most as many tasks as runs (and max_steps)."""
         while True:
             key = await self.queue.get()
-            try:
-                await self.step(key)
-            except Exception as exc:
-                log.warning(
-                    "analysis step failed; retrying",
-                    run=key[2],
-                    namespace=key[0],
-                    error=str(exc)[:300],
-                )
-                self.queue.add_after(key, 2.0)
-            finally:
-                self.queue.done(key)
+            await self.slots.acquire()
+            task = asyncio.create_task(self._one(key), name=f"analysis-{key[2]}")
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+
+    async def _one(self, key: RunKey) -> None:
+        try:
+            await self.step(key)
+        except Exception as exc:
+            log.warning(
+                "analysis step failed; retrying",
+                run=key[2],
+                namespace=key[0],
+                error=str(exc)[:300],
+            )
+            self.queue.add_after(key, 2.0)
+        finally:
+            self.queue.done(key)
+            self.slots.release()
 
     # ------------------------------------------------------------ one run
 
