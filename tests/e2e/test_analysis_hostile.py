@@ -74,3 +74,39 @@ def test_an_unbounded_interval_is_invalid_spec_naming_the_field(
     assert runs["items"] == []  # no run was made, so none loops on its measurements
     log = stage.operator.log.read_text()
     assert "too large to convert" not in log and "analysis step failed" not in log
+
+
+def test_a_100kb_argument_still_reaches_a_verdict_on_the_api_server(
+    stage: Stage,  # noqa: F811
+) -> None:
+    """Ten kept measurements each quoting a 100 KB query were more than the API server
+    takes: the status write failed (500) in a loop and the step never ended."""
+    huge = "t" * 100_000
+    spec = stage.templates[0]["spec"]
+    spec["args"] = [{"name": "tenant", "value": huge}]
+    spec["metrics"].append(
+        {
+            "name": "scoped",
+            "provider": {
+                "prometheus": {
+                    "address": stage.prometheus.url,
+                    "timeout": "5s",
+                    "query": 'count(up{job="demo", tenant!="{{args.tenant}}"})',
+                }
+            },
+            "successCondition": "result == 2",
+            "interval": "1s",
+            "inconclusiveLimit": 3,
+        }
+    )
+    stage.start_canary()
+    wait_for(
+        "Completed",
+        lambda: stage.cluster.condition("Completed", "shop").get("status") == "True",
+        timeout=90,
+    )
+    run = stage.run("bg")
+    scoped = next(m for m in run["status"]["metricResults"] if m["name"] == "scoped")
+    assert scoped["successful"] >= 5
+    assert all("more characters not recorded]" in m["query"] for m in scoped["measurements"])
+    assert "analysis step failed" not in stage.operator.log.read_text()  # no 500 loop
