@@ -219,3 +219,15 @@ def test_unbounded_durations_and_counts_are_invalid(field: str, value: Any, says
         merge(analysis, "spec.strategy.canary.analysis", templates, "background")
     assert f"AnalysisTemplate t: {where}{field}" in str(err.value)
     assert says in str(err.value)
+
+
+def test_a_run_beyond_the_bounds_already_stored_gets_an_error_verdict() -> None:
+    """A run made before the bounds existed: not silently skipped, an Error that pauses."""
+    body = run_body([metric("sum(up)")])
+    body["spec"]["metrics"][0]["interval"] = "999999999999h"
+    h = Harness(body, FakeKube({}), Recording())
+    status = asyncio.run(h.steps(1))
+    assert (status["phase"], status["onError"]) == ("Error", "pause")
+    assert "spec.metrics.0.interval" in status["message"]
+    assert "longer than 24h" in status["message"]
+    assert h.provider.sent == []

@@ -34,6 +34,7 @@ from sluice.api.rollout import GROUP, VERSION
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube
 from sluice.cluster.wire import strip_empty
+from sluice.engine.timefmt import fmt
 from sluice.metrics.base import MetricProvider
 from sluice.metrics.prometheus import PrometheusProvider
 
@@ -155,6 +156,7 @@ class AnalysisExecutor:
             status = AnalysisRunStatus.model_validate(body.get("status") or {})
         except ValidationError as exc:
             log.warning("analysis run unreadable", run=key[2], error=str(exc)[:300])
+            await self._unreadable(key, body, rollout, exc)
             return
         if spec.kind == "alert":
             return  # written complete by the alert receiver; nothing to measure
@@ -183,6 +185,27 @@ class AnalysisExecutor:
         _, wait = runstate.due(spec, status, self.clock())
         if wait is not None:
             self.queue.add_after(key, wait)
+
+    async def _unreadable(
+        self, key: RunKey, body: Body, rollout: Body | None, exc: ValidationError
+    ) -> None:
+        """A run the models refuse (made before a bound existed, or edited by hand) cannot
+        be measured: an Error verdict that pauses for a human, never silence."""
+        if (body.get("status") or {}).get("phase") in runstate.TERMINAL:
+            return
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+        now = fmt(self.clock())
+        status = AnalysisRunStatus(
+            phase="Error",
+            message=f"run unreadable: spec.{where}: {first['msg']}"[:1000],
+            started_at=now,
+            finished_at=now,
+            on_error="pause",
+        )
+        await self._write(key, body, status)
+        if rollout is not None:
+            self.wake_rollout((key[0], key[1]))
 
     async def _write(self, key: RunKey, body: Body, status: AnalysisRunStatus) -> None:
         try:
