@@ -231,3 +231,17 @@ def test_a_run_beyond_the_bounds_already_stored_gets_an_error_verdict() -> None:
     assert "spec.metrics.0.interval" in status["message"]
     assert "longer than 24h" in status["message"]
     assert h.provider.sent == []
+
+
+def test_secret_in_the_url_of_a_connection_error_is_masked() -> None:
+    """requests quotes the URL it asked for, the query URL-encoded in it."""
+    kube = FakeKube({"creds": {"token": SECRET.encode()}})
+    body = run_body([metric(consecutiveErrorLimit=0)], [SECRET_ARG])
+    body["spec"]["metrics"][0]["provider"]["prometheus"]["address"] = "http://127.0.0.1:1"
+    h = Harness(body, kube, Recording())
+    h.executor.provider_factory = h.executor._prometheus  # the real provider and client
+    status = asyncio.run(h.steps(2))
+    message = status["metricResults"][0]["measurements"][0]["message"]
+    assert "Max retries exceeded with url: /api/v1/query?query=" in message
+    assert "%3Csecret%3Acreds%2Ftoken%3E" not in message and "<secret:creds/token>" in message
+    assert "tok-3f9a" not in json.dumps(kube.written)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from sluice.analysis import bounds, runstate
 from sluice.analysis.judge import judge, shown
@@ -63,9 +64,11 @@ def scrub(text: str, values: Mapping[str, str]) -> str:
         secret = values[key]
         if not secret:
             continue
-        # The escaped forms first: they contain the raw one.
+        # The escaped forms first (they contain the raw one), each also URL-encoded as
+        # an HTTP client's error quotes the URL it asked for.
         for form in (escape_label_value(secret), _single_quoted(secret), secret):
-            text = text.replace(form, mask)
+            for shown_as in (quote_plus(form), quote(form, safe=""), form):
+                text = text.replace(shown_as, mask)
     return text
 
 
