@@ -275,7 +275,10 @@ def test_args_and_secrets(tmp_path: Path) -> None:
     scenario = {"canary": {"series": {"team-errors": 0}}, "secrets": {"s": {"k": 'x"y'}}}
     result = sim(loaded, scenario)
     assert result.verdict == "promoted"
-    assert result.measurements[0].query == 'sum(rate(errors{team="shop", token="x\\"y"}[1m]))'
+    # The query sent had the Secret's value; the one recorded names the Secret instead.
+    recorded = result.measurements[0]
+    assert recorded.query == 'sum(rate(errors{team="shop", token="<secret:s/k>"}[1m]))'
+    assert 'x\\"y' not in recorded.message and 'x"y' not in recorded.message
     missing = sim(loaded, {"canary": {"series": {"team-errors": 0}}})
     assert missing.verdict == "aborted" and missing.reason == "AnalysisError"
     # the default consecutiveErrorLimit 4: the 5th error in a row, 2 minutes in

@@ -12,8 +12,9 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote, quote_plus
 
-from sluice.analysis import runstate
+from sluice.analysis import bounds, runstate
 from sluice.analysis.judge import judge, shown
 from sluice.analysis.template import TemplateError, builtin_values, render
 from sluice.analysis.triggers import question
@@ -21,11 +22,58 @@ from sluice.api.analysis import AnalysisRunSpec, AnalysisRunStatus, Arg, Measure
 from sluice.api.duration import parse_duration
 from sluice.engine.timefmt import fmt
 from sluice.metrics.base import MetricProvider, ProviderError
+from sluice.metrics.prometheus import escape_label_value
 
 Body = dict[str, Any]
 Clock = Callable[[], datetime]
 SecretValue = Callable[[str, str, str], Awaitable[str]]  # (namespace, name, key) -> value
-MEASURE_ERRORS: tuple[type[Exception], ...] = (ProviderError, TemplateError, KeyError, OSError)
+
+
+class ArgError(ValueError):
+    """An argument's value cannot be had (a Secret that is not text, a missing key)."""
+
+
+# What a measurement may run into that the metric's spec or the world, not a bug, caused:
+# each is an Error measurement that counts against consecutiveErrorLimit, so a verdict is
+# reached (OverflowError: a time window no datetime can hold).
+MEASURE_ERRORS: tuple[type[Exception], ...] = (
+    ProviderError,
+    TemplateError,
+    ArgError,
+    KeyError,
+    OSError,
+    OverflowError,
+)
+
+
+class Values(dict[str, str]):
+    """Placeholder values; `masks` names the Secret-sourced ones and what to record instead."""
+
+    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+        super().__init__(values or {})
+        self.masks: dict[str, str] = {}
+
+
+def masks_of(values: Mapping[str, str]) -> dict[str, str]:
+    return values.masks if isinstance(values, Values) else {}
+
+
+def scrub(text: str, values: Mapping[str, str]) -> str:
+    """`text` with every Secret value in it (raw or escaped) replaced by its mask."""
+    for key, mask in masks_of(values).items():
+        secret = values[key]
+        if not secret:
+            continue
+        # The escaped forms first (they contain the raw one), each also URL-encoded as
+        # an HTTP client's error quotes the URL it asked for.
+        for form in (escape_label_value(secret), _single_quoted(secret), secret):
+            for shown_as in (quote_plus(form), quote(form, safe=""), form):
+                text = text.replace(shown_as, mask)
+    return text
+
+
+def _single_quoted(value: str) -> str:
+    return render("'{{v}}'", {"v": value})[1:-1]
 
 
 def field_value(rollout: Body, path: str) -> str:
@@ -41,7 +89,7 @@ def field_value(rollout: Body, path: str) -> str:
     return str(node)
 
 
-async def run_values(spec: AnalysisRunSpec, rollout: Body, secret: SecretValue) -> dict[str, str]:
+async def run_values(spec: AnalysisRunSpec, rollout: Body, secret: SecretValue) -> Values:
     """The placeholders' values for a run of `rollout` (its body: metadata and status)."""
     st = rollout.get("status") or {}
     stable_slot = st.get("stableSlot") or "a"
@@ -53,16 +101,22 @@ async def run_values(spec: AnalysisRunSpec, rollout: Body, secret: SecretValue) 
         # with ("stable" in queries) is the previous version, still warm.
         canary_slot = stable_slot
         stable_slot, stable_revision = previous.get("slot", stable_slot), previous["revision"]
-    values = builtin_values(
-        rollout["metadata"]["name"],
-        rollout["metadata"]["namespace"],
-        spec.revision,
-        stable_revision,
-        canary_slot,
-        stable_slot,
+    values = Values(
+        builtin_values(
+            rollout["metadata"]["name"],
+            rollout["metadata"]["namespace"],
+            spec.revision,
+            stable_revision,
+            canary_slot,
+            stable_slot,
+        )
     )
     for arg in spec.args:
         values[f"args.{arg.name}"] = await arg_value(arg, rollout, secret)
+        source = arg.value_from
+        if source is not None and source.secret_key_ref is not None:
+            ref = source.secret_key_ref
+            values.masks[f"args.{arg.name}"] = f"<secret:{ref.name}/{ref.key}>"
     return values
 
 
@@ -94,9 +148,11 @@ async def measure(
     started = clock()
     q = question(metric)
     query = q.query
+    filled: Mapping[str, str] = {}
     try:
         filled = await values()
-        query = render(q.query, filled)
+        shown_as = masks_of(filled)
+        sent, query = render(q.query, filled), render(q.query, filled, shown_as)
         baseline_query = render(q.baseline, filled) if q.baseline else None
         source = await provider()
         prom = metric.provider.prometheus
@@ -105,7 +161,7 @@ async def measure(
             start = started - timedelta(seconds=parse_duration(prom.range.window))
             step = parse_duration(prom.range.step)
             window = f"{fmt(start)}..{fmt(started)} step {prom.range.step}"
-            result = await source.query_range(query, start, started, step)
+            result = await source.query_range(sent, start, started, step)
             base = (
                 await source.query_range(baseline_query, start, started, step)
                 if baseline_query
@@ -113,26 +169,29 @@ async def measure(
             )
         else:
             window = f"at {fmt(started)}"
-            result = await source.query(query, started)
+            result = await source.query(sent, started)
             base = await source.query(baseline_query, started) if baseline_query else None
     except (*MEASURE_ERRORS, *errors) as exc:
         return Measurement(
             phase="Error",
-            query=query,
+            query=bounds.clip(query, bounds.QUERY),
             started_at=fmt(started),
             finished_at=fmt(clock()),
-            message=f"error: {reason(exc)}",
+            message=bounds.clip(scrub(f"error: {reason(exc)}", filled), bounds.MESSAGE),
         )
     phase, message = judge(q, result.values, base.values if base else None, metric.empty_result)
+    recorded = bounds.clip(query, bounds.QUERY)
     return Measurement(
         phase=phase,
-        value=shown(result.values) if result.values else "",
-        baseline=shown(base.values) if base and base.values else None,
-        query=query,
+        value=bounds.clip(shown(result.values), bounds.VALUE) if result.values else "",
+        baseline=bounds.clip(shown(base.values), bounds.VALUE) if base and base.values else None,
+        query=recorded,
         window=window,
         started_at=fmt(started),
         finished_at=fmt(clock()),
-        message=f"{message}; query `{query}` {window}",
+        message=bounds.clip(
+            scrub(f"{message}; query `{recorded}` {window}", filled), bounds.MESSAGE
+        ),
     )
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from sluice.analysis import bounds
 from sluice.api.analysis import (
+    MAX_INTERVAL,
     AnalysisRunSpec,
     AnalysisRunStatus,
     Measurement,
@@ -27,6 +29,23 @@ ERROR_RETRY_SECONDS = 10.0  # between provider errors of a metric without an int
 _SEVERITY = ("Failed", "Error", "Inconclusive", "Running", "Pending", "Successful")
 
 
+def _seconds(value: int | str | None) -> float:
+    """A delay in seconds, capped: the schema bounds it, this keeps datetimes valid anyway."""
+    return min(parse_duration(value), MAX_INTERVAL) if value is not None else 0.0
+
+
+def _kept(measurements: list[dict[str, Any]], retention: int, budget: int) -> list[dict[str, Any]]:
+    """The newest `retention` measurements that fit in `budget` bytes (the newest always)."""
+    kept: list[dict[str, Any]] = []
+    used = 0
+    for m in reversed(measurements[-retention:]):
+        used += sum(len(str(v)) for v in m.values()) + 64
+        if kept and used > budget:
+            break
+        kept.append(m)
+    return kept[::-1]
+
+
 def _result(status: AnalysisRunStatus, name: str) -> MetricResult | None:
     return next((r for r in status.metric_results if r.name == name), None)
 
@@ -35,7 +54,7 @@ def start(spec: AnalysisRunSpec, now: datetime) -> AnalysisRunStatus:
     """The status of a run that begins now: every metric Running, first measurements due."""
     results = []
     for metric in spec.metrics:
-        delay = parse_duration(metric.initial_delay) if metric.initial_delay is not None else 0.0
+        delay = _seconds(metric.initial_delay)
         results.append(
             MetricResult(
                 name=metric.name, phase="Running", next_at=fmt(now + timedelta(seconds=delay))
@@ -110,7 +129,11 @@ def record(
             continue
         r = current.model_dump()
         r["count"] += 1
-        r["measurements"] = [*r["measurements"], m.model_dump()][-spec.measurement_retention :]
+        r["measurements"] = _kept(
+            [*r["measurements"], m.model_dump()],
+            spec.measurement_retention,
+            bounds.metric_budget(len(spec.metrics)),
+        )
         if m.phase == "Error":
             r["error"] += 1
             r["consecutive_error"] += 1
@@ -120,7 +143,8 @@ def record(
             r[key[m.phase]] += 1
             r["consecutive_failed"] = r["consecutive_failed"] + 1 if m.phase == "Failed" else 0
         r["phase"], r["message"] = _metric_phase(metric, r)
-        interval = parse_duration(metric.interval) if metric.interval is not None else 0.0
+        r["message"] = bounds.clip(r["message"], bounds.MESSAGE + 200)
+        interval = _seconds(metric.interval)
         if m.phase == "Error" and metric.interval is None:
             interval = ERROR_RETRY_SECONDS  # a blip must not use up the error limit at once
         if r["phase"] in TERMINAL:

@@ -8,9 +8,9 @@ write the PromQL for the common cases.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from sluice.api.base import Model
@@ -19,11 +19,35 @@ from sluice.api.duration import parse_duration
 Duration = int | str
 _DURATION: JsonDict = {"x-kubernetes-int-or-string": True}
 
+# Bounds: past them a value is a mistake (or an attack), and datetime arithmetic would
+# overflow or a provider would be asked the impossible. Enforced here, so a template
+# beyond them is InvalidSpec before any run exists.
+HOUR, DAY = 3600.0, 86400.0
+MAX_INTERVAL = DAY  # interval, initialDelay
+MAX_TIMEOUT = 300.0  # a provider query; also a hard cap in the executor
+MAX_WINDOW = 7 * DAY  # a range query's window, a trigger's rate() window
+MAX_STEP = HOUR
+MAX_COUNT = 10_000  # count and every limit
+MAX_METRICS = 50
+MAX_ARGS = 100
 
-def _check_duration(value: Duration | None) -> Duration | None:
-    if value is not None:
-        parse_duration(value)
-    return value
+
+def _shown(seconds: float) -> str:
+    return f"{seconds / HOUR:g}h" if seconds >= HOUR else f"{seconds:g}s"
+
+
+def within(most: float, least: float = 0.0) -> AfterValidator:
+    """A duration of at least `least` and at most `most` seconds."""
+
+    def check(value: Duration) -> Duration:
+        seconds = parse_duration(value)
+        if seconds > most:
+            raise ValueError(f"duration {str(value)[:40]!r} is longer than {_shown(most)}")
+        if seconds < least:
+            raise ValueError(f"duration {str(value)[:40]!r} is shorter than {_shown(least)}")
+        return value
+
+    return AfterValidator(check)
 
 
 # ---------------------------------------------------------------- arguments
@@ -85,26 +109,25 @@ class Header(Model):
 class RangeQuery(Model):
     """Ask over a window instead of at an instant; `result` gets every point."""
 
-    window: Duration = Field(
-        description="How far back from the measurement time, e.g. 5m.", json_schema_extra=_DURATION
-    )
-    step: Duration = Field(
-        default="15s",
-        description="Resolution of the range query. Default 15s.",
+    window: Annotated[Duration, within(MAX_WINDOW, 1.0)] = Field(
+        description="How far back from the measurement time, e.g. 5m. At most 7 days.",
         json_schema_extra=_DURATION,
     )
-
-    @field_validator("window", "step")
-    @classmethod
-    def _durations(cls, value: Duration) -> Duration:
-        parse_duration(value)
-        return value
+    step: Annotated[Duration, within(MAX_STEP, 1.0)] = Field(
+        default="15s",
+        description="Resolution of the range query, 1s to 1h. Default 15s.",
+        json_schema_extra=_DURATION,
+    )
 
 
 class PrometheusProvider(Model):
     """Where and how to ask Prometheus."""
 
-    address: str = Field(description="Base URL of Prometheus, e.g. http://prometheus:9090.")
+    address: str = Field(
+        description="Base URL of Prometheus, e.g. http://prometheus:9090.",
+        pattern=r"^https?://[^/\s]",
+        max_length=2048,
+    )
     query: str | None = Field(
         default=None,
         description=(
@@ -115,8 +138,10 @@ class PrometheusProvider(Model):
         ),
     )
     range: RangeQuery | None = Field(default=None, description="Make it a range query.")
-    timeout: Duration = Field(
-        default="10s", description="Per-query timeout. Default 10s.", json_schema_extra=_DURATION
+    timeout: Annotated[Duration, within(MAX_TIMEOUT, 0.001)] = Field(
+        default="10s",
+        description="Per-query timeout, at most 5m. Default 10s.",
+        json_schema_extra=_DURATION,
     )
     insecure: bool = Field(default=False, description="Skip TLS verification. Default false.")
     ca_secret_ref: SecretKeyRef | None = Field(
@@ -128,13 +153,9 @@ class PrometheusProvider(Model):
     basic_auth_secret_ref: BasicAuthRef | None = Field(
         default=None, description="Send basic auth from this Secret."
     )
-    headers: list[Header] = Field(default_factory=list, description="Extra HTTP headers.")
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: Duration) -> Duration:
-        parse_duration(value)
-        return value
+    headers: list[Header] = Field(
+        default_factory=list, max_length=50, description="Extra HTTP headers."
+    )
 
 
 class Provider(Model):
@@ -165,8 +186,10 @@ class ErrorRate(Model):
         description="Label matchers selecting the canary's series, without braces. "
         'Default from the preset, e.g. sluice_dev_revision="{{canary.revision}}".',
     )
-    window: Duration = Field(
-        default="1m", description="rate() window. Default 1m.", json_schema_extra=_DURATION
+    window: Annotated[Duration, within(MAX_WINDOW, 0.001)] = Field(
+        default="1m",
+        description="rate() window, at most 7 days. Default 1m.",
+        json_schema_extra=_DURATION,
     )
 
 
@@ -184,8 +207,10 @@ class Latency(Model):
         default=None, description="Override the histogram name (no _bucket)."
     )
     selector: str | None = Field(default=None, description="Label matchers of the canary's series.")
-    window: Duration = Field(
-        default="1m", description="rate() window. Default 1m.", json_schema_extra=_DURATION
+    window: Annotated[Duration, within(MAX_WINDOW, 0.001)] = Field(
+        default="1m",
+        description="rate() window, at most 7 days. Default 1m.",
+        json_schema_extra=_DURATION,
     )
 
 
@@ -222,17 +247,21 @@ class Metric(Model):
         default=None, description="Built-in circuit-breaker trigger."
     )
     baseline: Baseline | None = Field(default=None, description="Compare with the stable.")
-    interval: Duration | None = Field(
+    interval: Annotated[Duration, within(MAX_INTERVAL, 0.001)] | None = Field(
         default=None,
-        description="Time between measurements, e.g. 30s. Omitted: a single measurement.",
+        description="Time between measurements, e.g. 30s, at most 24h. Omitted: a single "
+        "measurement.",
         json_schema_extra=_DURATION,
     )
-    initial_delay: Duration | None = Field(
-        default=None, description="Wait before the first measurement.", json_schema_extra=_DURATION
+    initial_delay: Annotated[Duration, within(MAX_INTERVAL)] | None = Field(
+        default=None,
+        description="Wait before the first measurement, at most 24h.",
+        json_schema_extra=_DURATION,
     )
     count: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_COUNT,
         description="Measurements to take. Omitted: 1 without an interval; with one, until "
         "the analysis ends (background) — a step analysis then needs a count.",
     )
@@ -246,20 +275,22 @@ class Metric(Model):
     failure_limit: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_COUNT,
         description="Failed measurements tolerated in total. Default 0, or no total limit "
         "when consecutiveFailureLimit is set.",
     )
     consecutive_failure_limit: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_COUNT,
         description="Fail as soon as this many measurements in a row failed "
         "(interval 30s and 4: 'bad for 2 minutes').",
     )
     inconclusive_limit: int = Field(
-        default=0, ge=0, description="Inconclusive measurements tolerated. Default 0."
+        default=0, ge=0, le=MAX_COUNT, description="Inconclusive measurements tolerated. Default 0."
     )
     consecutive_error_limit: int = Field(
-        default=4, ge=0, description="Provider errors in a row tolerated. Default 4."
+        default=4, ge=0, le=MAX_COUNT, description="Provider errors in a row tolerated. Default 4."
     )
     on_provider_error: Literal["abort", "pause", "ignore"] = Field(
         default="abort",
@@ -293,8 +324,6 @@ class Metric(Model):
             self.success_condition or self.failure_condition
         ):
             raise ValueError("a query needs successCondition or failureCondition")
-        for field in ("interval", "initial_delay"):
-            _check_duration(getattr(self, field))
         return self
 
     def total_failure_limit(self) -> int | None:
@@ -321,9 +350,15 @@ class TemplateRef(Model):
 class RolloutAnalysis(Model):
     """Analysis a Rollout runs: templates and/or inline metrics, with arguments."""
 
-    templates: list[TemplateRef] = Field(default_factory=list, description="Templates to run.")
-    metrics: list[Metric] = Field(default_factory=list, description="Inline metrics.")
-    args: list[Arg] = Field(default_factory=list, description="Values for the templates' args.")
+    templates: list[TemplateRef] = Field(
+        default_factory=list, max_length=MAX_METRICS, description="Templates to run."
+    )
+    metrics: list[Metric] = Field(
+        default_factory=list, max_length=MAX_METRICS, description="Inline metrics."
+    )
+    args: list[Arg] = Field(
+        default_factory=list, max_length=MAX_ARGS, description="Values for the templates' args."
+    )
 
 
 class BackgroundAnalysis(RolloutAnalysis):
@@ -338,8 +373,10 @@ class BackgroundAnalysis(RolloutAnalysis):
 class AnalysisTemplateSpec(Model):
     """Metrics and the arguments they expect."""
 
-    args: list[Arg] = Field(default_factory=list, description="Arguments, with defaults.")
-    metrics: list[Metric] = Field(min_length=1, description="The metrics.")
+    args: list[Arg] = Field(
+        default_factory=list, max_length=MAX_ARGS, description="Arguments, with defaults."
+    )
+    metrics: list[Metric] = Field(min_length=1, max_length=MAX_METRICS, description="The metrics.")
     measurement_retention: int = Field(
         default=10, ge=1, le=1000, description="Measurements kept per metric. Default 10."
     )
@@ -372,7 +409,7 @@ class AnalysisRunSpec(Model):
     metrics: list[Metric] = Field(description="Metrics, from templates and inline.")
     args: list[Arg] = Field(default_factory=list, description="Arguments (Secrets stay refs).")
     measurement_retention: int = Field(
-        default=10, ge=1, description="Measurements kept per metric."
+        default=10, ge=1, le=1000, description="Measurements kept per metric."
     )
     kind: Literal["step", "background", "postPromotion", "alert"] = Field(
         description="What started the run."

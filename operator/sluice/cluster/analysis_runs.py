@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sluice.analysis.expr import ExprError, compile_condition
-from sluice.analysis.template import BUILTINS, placeholders
+from sluice.analysis.template import BUILTINS, bare_number_or_duration, placeholders, unquoted
 from sluice.analysis.triggers import question
 from sluice.api.analysis import (
     AnalysisRunSpec,
@@ -65,7 +65,11 @@ def merge(
         try:
             tspec = AnalysisTemplateSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
-            raise AnalysisInvalid(f"{what} {ref.template_name}: {exc.errors()[0]['msg']}") from None
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+            raise AnalysisInvalid(
+                f"{what} {ref.template_name}: spec.{field}: {first['msg']}"
+            ) from None
         metrics += tspec.metrics
         for arg in tspec.args:
             args.setdefault(arg.name, arg)
@@ -83,16 +87,43 @@ def merge(
     return metrics, list(args.values()), retention
 
 
+def _outside_strings(m: Metric, field: str, text: str, args: dict[str, Arg], where: str) -> None:
+    """Only a literal number or duration, or a fieldRef (checked when sent), may stand
+    outside a quoted string; a built-in or a Secret never does."""
+    for name, quote in unquoted(text):
+        arg = args.get(name.removeprefix("args.")) if name.startswith("args.") else None
+        ok = (
+            quote is None
+            and arg is not None
+            and (
+                bare_number_or_duration(arg.value)
+                if arg.value is not None
+                else arg.value_from is not None and arg.value_from.field_ref is not None
+            )
+        )
+        if not ok:
+            where_it = "inside a raw `...` string" if quote else "outside a quoted string"
+            raise AnalysisInvalid(
+                f"{where}: metric {m.name}: {field}: {{{{{name}}}}} stands {where_it}; "
+                'put it in a "..." label value, or use an argument whose value is a '
+                "number or a duration (e.g. 5m)"
+            )
+
+
 def check(metrics: list[Metric], args: dict[str, Arg], where: str, kind: str) -> None:
     known = set(BUILTINS) | {f"args.{n}" for n, a in args.items() if a.value or a.value_from}
     for m in metrics:
         q = question(m)
-        for text in filter(None, (q.query, q.baseline)):
+        fields = (("query", q.query), ("baseline.query", q.baseline))
+        for field, text in fields:
+            if not text:
+                continue
             missing = sorted(placeholders(text) - known)
             if missing:
                 raise AnalysisInvalid(
                     f"{where}: metric {m.name}: no value for {', '.join(missing)}"
                 )
+            _outside_strings(m, field, text, args, where)
         for cond in filter(None, (q.success, q.failure)):
             try:
                 compile_condition(cond)

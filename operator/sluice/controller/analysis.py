@@ -8,6 +8,8 @@ wakes the owning Rollout at once, without waiting for the watch.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -19,13 +21,20 @@ from pydantic import ValidationError
 from sluice import logs
 from sluice import telemetry as M
 from sluice.analysis import runstate
-from sluice.analysis.measure import advance, field_value, measure, run_values
-from sluice.api.analysis import AnalysisRunSpec, AnalysisRunStatus, Measurement, Metric
+from sluice.analysis.measure import ArgError, advance, field_value, measure, run_values
+from sluice.api.analysis import (
+    MAX_TIMEOUT,
+    AnalysisRunSpec,
+    AnalysisRunStatus,
+    Measurement,
+    Metric,
+)
 from sluice.api.duration import parse_duration
 from sluice.api.rollout import GROUP, VERSION
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube
 from sluice.cluster.wire import strip_empty
+from sluice.engine.timefmt import fmt
 from sluice.metrics.base import MetricProvider
 from sluice.metrics.prometheus import PrometheusProvider
 
@@ -48,17 +57,17 @@ class SecretReader:
         self._cache: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
 
     async def value(self, namespace: str, name: str, key: str) -> str:
-        import base64
-
         hit = self._cache.get((namespace, name))
         if hit is None or time.monotonic() - hit[0] > self.ttl:
             body = await self.kube.raw(self.kube.core.read_namespaced_secret, name, namespace)
-            data = {k: base64.b64decode(v).decode() for k, v in (body.get("data") or {}).items()}
-            hit = (time.monotonic(), data)
+            hit = (time.monotonic(), dict(body.get("data") or {}))
             self._cache[(namespace, name)] = hit
         if key not in hit[1]:
             raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
-        return hit[1][key]
+        try:  # decoded per key: one binary key must not spoil the others
+            return base64.b64decode(hit[1][key], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ArgError(f"Secret {namespace}/{name} key {key!r} is not UTF-8 text") from None
 
 
 class AnalysisExecutor:
@@ -84,6 +93,10 @@ class AnalysisExecutor:
         self.secrets = SecretReader(kube)
         self.provider_factory = provider_factory or self._prometheus
         self.tasks: list[asyncio.Task[None]] = []
+        self.running: set[asyncio.Task[None]] = set()
+        # Steps in flight at once; Kubernetes calls are capped by the Kube pool anyway,
+        # queries per Prometheus address by the provider.
+        self.slots = asyncio.Semaphore(max(64, workers * 32))
         self.providers: dict[tuple[Any, ...], MetricProvider] = {}
 
     def run_event(self, kind: str | None, body: Body) -> None:
@@ -98,30 +111,38 @@ class AnalysisExecutor:
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self.queue.run_timers(), name="analysis-timers")]
-        self.tasks += [
-            asyncio.create_task(self._worker(), name=f"analysis-{i}") for i in range(self.workers)
-        ]
+        self.tasks.append(asyncio.create_task(self._dispatch(), name="analysis-dispatch"))
 
     async def stop(self) -> None:
-        for task in self.tasks:
+        for task in [*self.tasks, *self.running]:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*self.tasks, *self.running, return_exceptions=True)
 
-    async def _worker(self) -> None:
+    async def _dispatch(self) -> None:
+        """Each due run is stepped in a task of its own: a run waiting on a provider that
+        does not answer holds no worker another run needs. The queue hands out a run
+        once at a time, so there are at most as many tasks as runs (and max_steps)."""
         while True:
             key = await self.queue.get()
-            try:
-                await self.step(key)
-            except Exception as exc:
-                log.warning(
-                    "analysis step failed; retrying",
-                    run=key[2],
-                    namespace=key[0],
-                    error=str(exc)[:300],
-                )
-                self.queue.add_after(key, 2.0)
-            finally:
-                self.queue.done(key)
+            await self.slots.acquire()
+            task = asyncio.create_task(self._one(key), name=f"analysis-{key[2]}")
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+
+    async def _one(self, key: RunKey) -> None:
+        try:
+            await self.step(key)
+        except Exception as exc:
+            log.warning(
+                "analysis step failed; retrying",
+                run=key[2],
+                namespace=key[0],
+                error=str(exc)[:300],
+            )
+            self.queue.add_after(key, 2.0)
+        finally:
+            self.queue.done(key)
+            self.slots.release()
 
     # ------------------------------------------------------------ one run
 
@@ -135,6 +156,7 @@ class AnalysisExecutor:
             status = AnalysisRunStatus.model_validate(body.get("status") or {})
         except ValidationError as exc:
             log.warning("analysis run unreadable", run=key[2], error=str(exc)[:300])
+            await self._unreadable(key, body, rollout, exc)
             return
         if spec.kind == "alert":
             return  # written complete by the alert receiver; nothing to measure
@@ -164,7 +186,45 @@ class AnalysisExecutor:
         if wait is not None:
             self.queue.add_after(key, wait)
 
+    async def _unreadable(
+        self, key: RunKey, body: Body, rollout: Body | None, exc: ValidationError
+    ) -> None:
+        """A run the models refuse (made before a bound existed, or edited by hand) cannot
+        be measured: an Error verdict that pauses for a human, never silence."""
+        if (body.get("status") or {}).get("phase") in runstate.TERMINAL:
+            return
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+        now = fmt(self.clock())
+        status = AnalysisRunStatus(
+            phase="Error",
+            message=f"run unreadable: spec.{where}: {first['msg']}"[:1000],
+            started_at=now,
+            finished_at=now,
+            on_error="pause",
+        )
+        await self._write(key, body, status)
+        if rollout is not None:
+            self.wake_rollout((key[0], key[1]))
+
     async def _write(self, key: RunKey, body: Body, status: AnalysisRunStatus) -> None:
+        try:
+            await self._replace(key, body, status)
+        except ApiException as exc:
+            if exc.status not in (413, 422, 500):
+                raise
+            # Too large to write (or refused): keep the verdict and counters, drop the
+            # measurements' detail, rather than lose the verdict in a loop of failed writes.
+            log.warning(
+                "analysis status refused; writing it without measurements",
+                run=key[2],
+                namespace=key[0],
+                status=exc.status,
+            )
+            bare = [r.model_copy(update={"measurements": []}) for r in status.metric_results]
+            await self._replace(key, body, status.model_copy(update={"metric_results": bare}))
+
+    async def _replace(self, key: RunKey, body: Body, status: AnalysisRunStatus) -> None:
         meta = body["metadata"]
         payload = {
             "apiVersion": f"{GROUP}/{VERSION}",
@@ -226,7 +286,7 @@ class AnalysisExecutor:
         if provider is None:  # one per configuration, so connections are reused
             provider = PrometheusProvider(
                 prom.address,
-                timeout=parse_duration(prom.timeout),
+                timeout=min(parse_duration(prom.timeout), MAX_TIMEOUT),
                 headers=headers,
                 basic_auth=basic,
                 ca_pem=ca,

@@ -499,7 +499,9 @@ class Controller:
         if not revision:
             return "nothing to abort: no canary in progress"
         prefix = alert_run_prefix(alert.rollout, revision, st.attempt)
-        name = f"{prefix}{alert.fingerprint[:12].lower()}"
+        # One run per canary and attempt, whatever the alerts' fingerprints say (they are
+        # the sender's text, not a valid name, and a storm of them made dozens of runs).
+        name = f"{prefix}abort"
         metric = MetricResult(
             name=alert.alertname,
             phase="Failed",
@@ -523,9 +525,18 @@ class Controller:
         try:
             created = await self.kube.create_custom("analysisruns", manifest_body)
         except ApiException as exc:
-            if exc.status == 409:
-                return f"already recorded as {name}"
-            raise
+            if exc.status != 409:
+                raise
+            created = await self.kube.call(
+                self.kube.custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                alert.namespace,
+                "analysisruns",
+                name,
+            )
+            if (created.get("status") or {}).get("phase") == "Failed":
+                return f"already recorded as {name}"  # else its status write failed: redo it
         created["status"] = strip_empty(
             AnalysisRunStatus(
                 phase="Failed",

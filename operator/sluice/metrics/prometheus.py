@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -36,8 +37,23 @@ from sluice.metrics.base import ProviderError, QueryResult
 
 DEFAULT_TIMEOUT = 30.0
 
-# Shared by all providers: a provider is cheap and may be made per measurement.
-_EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sluice-prometheus")
+# Threads per Prometheus address, not one pool for all: a Prometheus that never answers
+# holds only its own threads (and queries beyond PER_ADDRESS wait for it alone), so it
+# cannot delay the queries of a healthy one. A provider is cheap and may be made per
+# measurement; the pools live as long as the process.
+PER_ADDRESS = 4
+_POOLS: dict[str, ThreadPoolExecutor] = {}
+
+
+def _pool(url: str) -> ThreadPoolExecutor:
+    parts = urlsplit(url)
+    key = f"{parts.scheme}://{parts.netloc}".lower()
+    pool = _POOLS.get(key)
+    if pool is None:
+        pool = ThreadPoolExecutor(max_workers=PER_ADDRESS, thread_name_prefix="sluice-prometheus")
+        _POOLS[key] = pool
+    return pool
+
 
 _STATUS_RE = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 
@@ -165,6 +181,10 @@ class PrometheusProvider:
         if ca_file is not None and ca_pem is not None:
             raise ProviderError("give a CA file or CA PEM text, not both")
         self.url = url.rstrip("/")
+        try:
+            self._pool = _pool(self.url)
+        except ValueError as exc:
+            raise ProviderError(f"Prometheus address {url[:200]!r} is invalid: {exc}") from None
         self.timeout = float(timeout)
         self.headers = dict(headers or {})
         if bearer_token is not None:
@@ -178,14 +198,17 @@ class PrometheusProvider:
             verify = _ca_file(ca_pem)
         session = requests.Session()
         session.verify = verify
-        self._client = PrometheusConnect(
-            url=self.url,
-            headers=self.headers or None,
-            auth=basic_auth,
-            session=session,
-            timeout=(self.timeout, self.timeout),  # requests: (connect, read)
-            retry=Retry(total=0, raise_on_status=False),  # no hidden waits
-        )
+        try:
+            self._client = PrometheusConnect(
+                url=self.url,
+                headers=self.headers or None,
+                auth=basic_auth,
+                session=session,
+                timeout=(self.timeout, self.timeout),  # requests: (connect, read)
+                retry=Retry(total=0, raise_on_status=False),  # no hidden waits
+            )
+        except ValueError as exc:  # e.g. an invalid IPv6 address: "http://[::1"
+            raise ProviderError(f"Prometheus address {url[:200]!r} is invalid: {exc}") from None
 
     def close(self) -> None:
         self._client.close()
@@ -236,7 +259,7 @@ class PrometheusProvider:
 
     async def _call(self, fn: Callable[[], Any]) -> Any:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(_EXECUTOR, fn)
+        future = loop.run_in_executor(self._pool, fn)
         try:
             return await asyncio.wait_for(future, self.timeout)
         except TimeoutError:
