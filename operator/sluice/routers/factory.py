@@ -5,11 +5,14 @@ from __future__ import annotations
 from sluice.api.rollout import RolloutSpec
 from sluice.cluster.kube import Kube
 from sluice.routers.base import Capabilities, TrafficRouter
+from sluice.routers.nginx import NginxRouter
 from sluice.routers.services import ServiceRouter
 from sluice.routers.set import RouterSet
 
 # trafficRouting field (python name) -> provider class; each lives in its own module.
-PROVIDERS: dict[str, type[TrafficRouter]] = {}
+PROVIDERS: dict[str, type[TrafficRouter]] = {
+    "nginx": NginxRouter,
+}
 
 
 def capabilities(field: str) -> Capabilities | None:
