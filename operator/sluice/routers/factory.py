@@ -8,10 +8,12 @@ from sluice.routers.base import Capabilities, TrafficRouter
 from sluice.routers.nginx import NginxRouter
 from sluice.routers.services import ServiceRouter
 from sluice.routers.set import RouterSet
+from sluice.routers.smi import SMIRouter
 
 # trafficRouting field (python name) -> provider class; each lives in its own module.
 PROVIDERS: dict[str, type[TrafficRouter]] = {
     "nginx": NginxRouter,
+    "smi": SMIRouter,
 }
 
 
