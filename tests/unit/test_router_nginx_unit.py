@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from sluice.api.rollout import RolloutSpec
 from sluice.api.traffic import HeaderRoutingMatch
 from sluice.engine.types import HeaderRoute, TrafficPlan
 from sluice.engine.validate import parse_spec
@@ -223,3 +226,29 @@ def test_watched_and_registered() -> None:
         "Ingress/web-api-canary",
     ]
     assert factory.PROVIDERS["nginx"] is NginxRouter
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "routers"
+
+
+@pytest.mark.parametrize("file", ["nginx.yaml", "nginx-users.yaml"])
+def test_the_examples_ingress_and_routes_fit_the_router(file: str) -> None:
+    docs = {d["kind"]: d for d in yaml.safe_load_all((EXAMPLES / file).read_text())}
+    rollout, user = docs["Rollout"], docs["Ingress"]
+    # The model only: the step rules are the engine's (test_examples).
+    spec = RolloutSpec.model_validate(rollout["spec"])
+    meta = {**rollout["metadata"], "namespace": "default", "uid": "u-1"}
+    port = {"spec": {"ports": [{"name": "http", "port": 80}]}}
+    name = meta["name"]
+    c = RouteContext(
+        {"metadata": meta}, spec, {f"Service/{name}-stable": port, f"Service/{name}-canary": port}
+    )
+    routes = [s.set_header_route for s in spec.strategy.canary.steps if s.set_header_route]
+    assert routes
+    for route in routes:  # one without match removes the route: a plan without it
+        live = (HeaderRoute(route.name, tuple(route.match)),) if route.match else ()
+        body = canary_ingress(c, user, TrafficPlan("a", "b", 5, live))
+        assert any(k.startswith("canary-by-") for k in canary_keys(body)) == bool(live)
+        assert body["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == (
+            f"{name}-canary"
+        )

@@ -95,6 +95,7 @@ def match_annotations(prefix: str, match: HeaderRoutingMatch) -> dict[str, str]:
 
 def canary_annotations(prefix: str, plan: TrafficPlan, max_weight: int) -> dict[str, str]:
     """The `<prefix>/canary*` annotations that carry `plan`."""
+    check_routes(plan)
     weight = plan.canary_weight if plan.canary_slot else 0
     out = {
         f"{prefix}/canary": "true",
