@@ -225,6 +225,12 @@ def test_several_ingresses_a_weight_total_and_extra_annotations(cluster: Cluster
     assert first["metadata"]["annotations"]["example.com/owner"] == "team-shop"
     assert second["metadata"]["annotations"]["kubernetes.io/ingress.class"] == "nginx-internal"
     assert "ingressClassName" not in second["spec"]
+
+    # web-internal is no longer named: its canary copy would keep its weight, so it goes.
+    rollout(cluster, {**routing, "nginx": {"stableIngress": "web"}})
+    run(router.apply(context(cluster, router), plan(25)))
+    assert cluster.get(ING, "web-web-internal-canary") is None
+    assert canary_annotations(cluster)["canary-weight"] == "250"
     assert [user_view(cluster, ING, n) for n in ("web", "web-internal")] == before
 
 

@@ -60,6 +60,12 @@ def test_the_split_carries_each_plan(cluster: Cluster, router_crds: str) -> None
     run(router.apply(context(cluster, router), plan(100)))
     assert split_of(cluster, "web-split")["metadata"]["resourceVersion"] == meta["resourceVersion"]
 
+    # Renamed: the old split would keep splitting the apex, so it goes.
+    rollout(cluster, {"smi": {"trafficSplitName": "web-split-2", "rootService": "web-apex"}})
+    run(router.apply(context(cluster, router), plan(25)))
+    assert cluster.get(TS, "web-split") is None
+    assert weights(cluster, "web-split-2") == [("web-stable", 75), ("web-canary", 25)]
+
 
 def test_weights_out_of_1000_a_hand_edit_and_release(cluster: Cluster, router_crds: str) -> None:
     router = setup(cluster, {}, max_weight=1000)  # name and apex default to the Rollout's

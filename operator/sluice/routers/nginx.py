@@ -27,6 +27,7 @@ from sluice.routers.base import (
     Verification,
     split,
 )
+from sluice.routers.owned import orphans, same_meta
 
 GROUP, VERSION, PLURAL, KIND = "networking.k8s.io", "v1", "ingresses", "Ingress"
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"  # the pre-ingressClassName way; copied
@@ -294,12 +295,17 @@ class NginxRouter:
             ref = ingress(want["metadata"]["name"])
             if live is None:
                 body = await self.kube.create_object(ref, ctx.namespace, want)
-            elif mismatch(live, want, nginx.annotation_prefix) or not _same_meta(live, want):
+            elif mismatch(live, want, nginx.annotation_prefix) or not same_meta(live, want):
                 body = await self.kube.replace_object(ref, ctx.namespace, _update(live, want))
             else:
                 body = live
             body.setdefault("kind", KIND)
             written.append(body)
+        # A stable Ingress no longer named leaves a canary copy that would still take its
+        # weight: it is Sluice's, so it goes.
+        names = {d["metadata"]["name"] for d in desired}
+        for body in orphans(ctx, ROLE, KIND, names):
+            await self.kube.delete_object(ingress(body["metadata"]["name"]), ctx.namespace)
         return written
 
     async def release(self, ctx: RouteContext) -> list[Body]:
@@ -323,14 +329,6 @@ class NginxRouter:
             body.setdefault("kind", KIND)
             written.append(body)
         return written
-
-
-def _same_meta(live: Body, want: Body) -> bool:
-    meta = live["metadata"]
-    labels = meta.get("labels") or {}
-    return all(labels.get(k) == v for k, v in want["metadata"]["labels"].items()) and (
-        meta.get("ownerReferences") == want["metadata"]["ownerReferences"]
-    )
 
 
 def _update(live: Body, want: Body) -> Body:

@@ -30,6 +30,7 @@ from sluice.routers.base import (
     Verification,
     split,
 )
+from sluice.routers.owned import orphans, same_meta
 
 GROUP, PLURAL, KIND = "split.smi-spec.io", "trafficsplits", "TrafficSplit"
 PREFERRED = ("v1alpha4", "v1alpha3", "v1alpha2", "v1alpha1")  # newest first
@@ -181,7 +182,13 @@ class SMIRouter:
         return ctx.get(object_ref) or await self.kube.get_object(object_ref, ctx.namespace)
 
     async def apply(self, ctx: RouteContext, plan: TrafficPlan) -> list[Body]:
-        return [await self._write(ctx, plan)]
+        written = await self._write(ctx, plan)
+        # After a rename the old split would keep splitting the apex: it is Sluice's, so
+        # it goes.
+        version = await self.version()
+        for body in orphans(ctx, ROLE, KIND, {split_name(ctx)}):
+            await self.kube.delete_object(ref(body["metadata"]["name"], version), ctx.namespace)
+        return [written]
 
     async def _write(self, ctx: RouteContext, plan: TrafficPlan) -> Body:
         version = await self.version()
@@ -192,7 +199,7 @@ class SMIRouter:
             body = await self.kube.create_object(object_ref, ctx.namespace, desired)
         elif not ctx.owned(live):
             raise RouterProblem(foreign(ctx, object_ref.name))
-        elif mismatch(live, desired) or not _same_meta(live, desired):
+        elif mismatch(live, desired) or not same_meta(live, desired):
             meta = {k: v for k, v in live["metadata"].items() if k != "managedFields"}
             meta["labels"] = {**(meta.get("labels") or {}), **desired["metadata"]["labels"]}
             meta["ownerReferences"] = desired["metadata"]["ownerReferences"]
@@ -220,11 +227,3 @@ class SMIRouter:
         body = await self.kube.patch_object(ref(split_name(ctx), version), ctx.namespace, patch)
         body.setdefault("kind", KIND)
         return [body]
-
-
-def _same_meta(live: Body, want: Body) -> bool:
-    meta = live["metadata"]
-    labels = meta.get("labels") or {}
-    return all(labels.get(k) == v for k, v in want["metadata"]["labels"].items()) and (
-        meta.get("ownerReferences") == want["metadata"]["ownerReferences"]
-    )
