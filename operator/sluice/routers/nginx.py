@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import ClassVar, cast
+from typing import ClassVar
 
 from sluice.api.traffic import HeaderRoutingMatch, NginxTrafficRouting
 from sluice.cluster import labels as L
@@ -116,8 +116,10 @@ def config(ctx: RouteContext) -> NginxTrafficRouting:
     return routing.nginx
 
 
-def stable_field(nginx: NginxTrafficRouting) -> str:
-    return f"{FIELD}.stableIngress" if nginx.stable_ingress else f"{FIELD}.stableIngresses"
+def missing(nginx: NginxTrafficRouting, name: str) -> str:
+    names = nginx.ingresses()
+    field = "stableIngress" if nginx.stable_ingress else f"stableIngresses[{names.index(name)}]"
+    return f"Ingress {name}: not found ({FIELD}.{field})"
 
 
 def _port_problem(ctx: RouteContext, name: str, i: int, j: int, port: Body) -> str | None:
@@ -242,7 +244,7 @@ class NginxRouter:
             name = canary_name(ctx.name, stable_name)
             live = ctx.get(ingress(name))
             if stable is None:
-                problems.append(f"Ingress {stable_name}: not found ({stable_field(nginx)})")
+                problems.append(missing(nginx, stable_name))
                 continue
             if live is not None and not ctx.owned(live):
                 problems.append(foreign(ctx, name))
@@ -274,7 +276,7 @@ class NginxRouter:
             ingress(name), ctx.namespace
         )
         if body is None:
-            raise RouterProblem(f"Ingress {name}: not found ({stable_field(config(ctx))})")
+            raise RouterProblem(missing(config(ctx), name))
         return body
 
     async def _current(self, ctx: RouteContext, name: str) -> Body | None:
@@ -337,4 +339,4 @@ def _update(live: Body, want: Body) -> Body:
     meta["labels"] = {**(meta.get("labels") or {}), **want["metadata"]["labels"]}
     meta["annotations"] = want["metadata"]["annotations"]
     meta["ownerReferences"] = want["metadata"]["ownerReferences"]
-    return cast(Body, {**want, "metadata": meta})
+    return {**want, "metadata": meta}

@@ -16,6 +16,7 @@ import time
 from typing import Any, ClassVar
 
 import kubernetes
+from kubernetes.client.exceptions import ApiException
 
 from sluice.cluster import labels as L
 from sluice.cluster.children import owner_reference
@@ -182,7 +183,12 @@ class SMIRouter:
         return ctx.get(object_ref) or await self.kube.get_object(object_ref, ctx.namespace)
 
     async def apply(self, ctx: RouteContext, plan: TrafficPlan) -> list[Body]:
-        written = await self._write(ctx, plan)
+        try:
+            written = await self._write(ctx, plan)
+        except ApiException as exc:
+            if exc.status == 404:  # the version cached is no longer served: ask again
+                _discovered.pop(self.host, None)
+            raise
         # After a rename the old split would keep splitting the apex: it is Sluice's, so
         # it goes.
         version = await self.version()
