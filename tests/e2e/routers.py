@@ -2,9 +2,9 @@
 
 A real Rollout object is created so that owner references are valid and garbage
 collection is the API server's; the Services come from Sluice's own ServiceRouter. The
-router's context is built the way the watch cache would hold it: the labelled objects
-Sluice owns as `children`, every object the router asks to watch, read by name, as
-`objects`.
+router's context is built the way the reconciler's watch cache holds it: the labelled
+objects Sluice owns as `children`, the user's objects the router asks to watch, read by
+name, as `objects`.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def context(cluster: Cluster, router: TrafficRouter, name: str = "web") -> Route
         )["items"]
         children.update({f"{kind}/{i['metadata']['name']}": i for i in items})
     objects: dict[str, Body] = {}
-    for ref in watched:
+    for ref in (r for r in watched if not r.owned):  # as the reconciler: the user's, by name
         obj = _read(api, cluster.namespace, (ref.group, ref.version, ref.plural), ref.name)
         if obj is not None:
             objects[ref.key] = obj

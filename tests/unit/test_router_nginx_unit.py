@@ -184,7 +184,7 @@ def test_cookie_route_and_what_nginx_cannot_express() -> None:
     assert "2 header routes" in messages[1]
     assert "2 conditions" in messages[2]
     caps = factory.capabilities("nginx")
-    assert caps is not None and caps.cookie_value == "always"
+    assert caps is not None and caps.cookie_values == frozenset({"always"})
     assert (caps.max_header_routes, caps.max_matches) == (1, 1)
 
 
@@ -252,3 +252,26 @@ def test_the_examples_ingress_and_routes_fit_the_router(file: str) -> None:
         assert body["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == (
             f"{name}-canary"
         )
+
+
+def test_verify_reads_the_live_objects() -> None:
+    c = ctx({"stableIngress": "web"})
+    router = NginxRouter(None)  # type: ignore[arg-type]
+    plan = TrafficPlan("a", "b", 5)
+    want = canary_ingress(c, stable(), plan)
+    live = RouteContext(
+        c.rollout, c.spec, {**c.children, "Ingress/web-web-canary": want}, {"Ingress/web": stable()}
+    )
+    assert router.verify(live, plan).verified
+    assert not router.verify(live, TrafficPlan("a", "b", 6)).verified
+    gone = RouteContext(c.rollout, c.spec, live.children, {})
+    assert router.verify(gone, plan).problem == (
+        "Ingress web: not found (spec.strategy.canary.trafficRouting.nginx.stableIngress)"
+    )
+    # Labelled as Sluice's but owned by nobody (copied from another namespace, say).
+    unowned = {**want, "metadata": {**want["metadata"], "ownerReferences": []}}
+    foreign = RouteContext(
+        c.rollout, c.spec, {**c.children, "Ingress/web-web-canary": unowned}, live.objects
+    )
+    problem = router.verify(foreign, plan).problem or ""
+    assert problem.startswith("Ingress web-web-canary exists and is not owned by Rollout web")

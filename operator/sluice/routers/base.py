@@ -42,7 +42,6 @@ class Capabilities:
 
     header: frozenset[str] = frozenset({"exact", "prefix", "regex"})  # headerValue kinds
     cookie: bool = True
-    cookie_value: str | None = None  # the one cookieValue the router can match; None: any
     max_header_routes: int | None = None  # None: no limit
     max_matches: int | None = None  # conditions in one route
     cookie_values: frozenset[str] | None = None  # None: any cookieValue

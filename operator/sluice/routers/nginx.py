@@ -14,8 +14,8 @@ import hashlib
 from typing import ClassVar
 
 from sluice.api.traffic import HeaderRoutingMatch, NginxTrafficRouting
+from sluice.cluster import children as C  # a module: children imports the engine, which imports us
 from sluice.cluster import labels as L
-from sluice.cluster.children import owner_reference
 from sluice.cluster.kube import Kube
 from sluice.engine.types import TrafficPlan
 from sluice.routers.base import (
@@ -39,8 +39,8 @@ COOKIE_VALUE = "always"  # ingress-nginx sends a cookie to the canary only for t
 _REGEX_META = frozenset("\\^$.|?*+()[]{}")
 
 
-def ingress(name: str) -> ObjectRef:
-    return ObjectRef(GROUP, VERSION, PLURAL, KIND, name)
+def ingress(name: str, owned: bool = False) -> ObjectRef:
+    return ObjectRef(GROUP, VERSION, PLURAL, KIND, name, owned)
 
 
 def canary_name(rollout: str, stable: str) -> str:
@@ -188,7 +188,7 @@ def canary_ingress(ctx: RouteContext, stable: Body, plan: TrafficPlan) -> Body:
             "namespace": ctx.namespace,
             "labels": {L.ROLLOUT: ctx.name, L.ROLE: ROLE},
             "annotations": annotations,
-            "ownerReferences": [owner_reference(ctx.rollout)],
+            "ownerReferences": [C.owner_reference(ctx.rollout)],
         },
         "spec": spec,
     }
@@ -220,7 +220,7 @@ def foreign(ctx: RouteContext, name: str) -> str:
 class NginxRouter:
     name: ClassVar[str] = "nginx"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        cookie_value=COOKIE_VALUE, max_header_routes=1, max_matches=1
+        cookie_values=frozenset({COOKIE_VALUE}), max_header_routes=1, max_matches=1
     )
 
     def __init__(self, kube: Kube) -> None:
@@ -228,7 +228,8 @@ class NginxRouter:
 
     def watched(self, ctx: RouteContext) -> list[ObjectRef]:
         stables = config(ctx).ingresses()
-        return [ingress(s) for s in stables] + [ingress(canary_name(ctx.name, s)) for s in stables]
+        canaries = [ingress(canary_name(ctx.name, s), owned=True) for s in stables]
+        return [ingress(s) for s in stables] + canaries
 
     def verify(self, ctx: RouteContext, plan: TrafficPlan) -> Verification:
         nginx = config(ctx)

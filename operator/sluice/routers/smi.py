@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from sluice.cluster import children as C  # a module: children imports the engine, which imports us
 from sluice.cluster import labels as L
-from sluice.cluster.children import owner_reference
 from sluice.cluster.kube import Kube
 from sluice.engine.types import TrafficPlan
 from sluice.routers.base import (
@@ -71,7 +71,7 @@ def apex(ctx: RouteContext) -> str:
 
 
 def ref(name: str, version: str) -> ObjectRef:
-    return ObjectRef(GROUP, version, PLURAL, KIND, name)
+    return ObjectRef(GROUP, version, PLURAL, KIND, name, owned=True)
 
 
 def traffic_split(ctx: RouteContext, plan: TrafficPlan, version: str) -> Body:
@@ -89,7 +89,7 @@ def traffic_split(ctx: RouteContext, plan: TrafficPlan, version: str) -> Body:
             "name": split_name(ctx),
             "namespace": ctx.namespace,
             "labels": {L.ROLLOUT: ctx.name, L.ROLE: ROLE},
-            "ownerReferences": [owner_reference(ctx.rollout)],
+            "ownerReferences": [C.owner_reference(ctx.rollout)],
         },
         "spec": {
             "service": apex(ctx),
