@@ -18,7 +18,7 @@ from sluice.api.traffic import HeaderRoutingMatch
 from sluice.engine.types import HeaderRoute
 from sluice.routers.base import RouterProblem
 from sluice.routers.nginx import NginxRouter
-from tests.e2e.conftest import Cluster, wait_for
+from tests.e2e.conftest import EXAMPLES, Cluster, Operator, wait_for
 from tests.e2e.routers import apply_yaml, context, kube, plan, rollout, run, services, user_view
 
 pytestmark = pytest.mark.e2e
@@ -284,4 +284,46 @@ def test_the_canary_ingress_goes_with_the_rollout(cluster: Cluster) -> None:
     assert cluster.get(ING, CANARY) is not None
     cluster.kubectl("delete", "rollout.sluice.dev", "web", "--wait=false")
     wait_for("the canary Ingress garbage-collected", lambda: cluster.get(ING, CANARY) is None)
+    assert user_view(cluster, ING, "web") == before
+
+
+def test_the_operator_runs_the_example_through_the_canary_ingress(
+    cluster: Cluster, operator: Operator
+) -> None:
+    """examples/routers/nginx.yaml with the real operator, at 4 replicas and a canary of 2
+    (sized by its 5 % weight it would be 1): the weight and a cookie route at the manual
+    pause; after promotion no weight and no route are left."""
+    docs = list(yaml.safe_load_all((EXAMPLES / "routers" / "nginx.yaml").read_text()))
+    spec = docs[1]["spec"]
+    spec["replicas"] = 4
+    assert spec["strategy"]["canary"]["steps"][0] == {"setCanaryScale": {"replicas": 1}}
+    spec["strategy"]["canary"]["steps"][0] = {"setCanaryScale": {"replicas": 2}}
+    apply_yaml(cluster, yaml.safe_dump_all(docs))
+    wait_for("first revision Healthy", lambda: cluster.status().get("phase") == "Healthy")
+    before = user_view(cluster, ING, "web")
+
+    cluster.set_image("nginx:1.28")
+    wait_for(
+        "the manual pause at 5 %",
+        lambda: (
+            (cluster.status().get("currentStepIndex"), cluster.status().get("phase"))
+            == (3, "Paused")
+        ),
+    )
+    assert canary_annotations(cluster) == {
+        "canary": "true",
+        "canary-weight": "5",
+        "canary-by-cookie": "canary-beta",
+    }
+    assert cluster.replicas("web-b") == (2, 2)
+    assert cluster.replicas("web-a")[0] == 4
+    assert cluster.selector("web-canary")["sluice.dev/slot"] == "b"
+
+    cluster.action("promote-full")
+    wait_for("Completed", lambda: cluster.condition("Completed").get("status") == "True")
+    wait_for(
+        "no weight and no route left",
+        lambda: canary_annotations(cluster) == {"canary": "true", "canary-weight": "0"},
+    )
+    assert cluster.selector("web-stable")["sluice.dev/slot"] == "b"
     assert user_view(cluster, ING, "web") == before

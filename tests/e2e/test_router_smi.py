@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from sluice.routers.base import RouterProblem
 from sluice.routers.smi import SMIRouter
-from tests.e2e.conftest import Cluster, wait_for
+from tests.e2e.conftest import EXAMPLES, Cluster, Operator, wait_for
 from tests.e2e.routers import apply_yaml, context, kube, plan, rollout, run, services, user_view
 
 pytestmark = pytest.mark.e2e
@@ -131,3 +131,34 @@ def test_the_split_goes_with_the_rollout(cluster: Cluster, router_crds: str) -> 
     assert cluster.get(TS, "web") is not None
     cluster.kubectl("delete", "rollout.sluice.dev", "web", "--wait=false")
     wait_for("the TrafficSplit garbage-collected", lambda: cluster.get(TS, "web") is None)
+
+
+def test_the_operator_runs_the_example_through_the_split(
+    cluster: Cluster, operator: Operator, router_crds: str
+) -> None:
+    """examples/routers/smi.yaml with the real operator, at 4 replicas: 95/5 in the
+    TrafficSplit at the first pause, 100/0 after promotion."""
+    docs = list(yaml.safe_load_all((EXAMPLES / "routers" / "smi.yaml").read_text()))
+    docs[0]["spec"]["replicas"] = 4
+    apply_yaml(cluster, yaml.safe_dump_all(docs))
+    wait_for("first revision Healthy", lambda: cluster.status().get("phase") == "Healthy")
+
+    cluster.set_image("nginx:1.28")
+    wait_for(
+        "the pause at 5 %",
+        lambda: (
+            (cluster.status().get("currentStepIndex"), cluster.status().get("phase"))
+            == (2, "Paused")
+        ),
+    )
+    assert weights(cluster, "web") == [("web-stable", 95), ("web-canary", 5)]
+    assert split_of(cluster, "web")["spec"]["service"] == "web"
+    assert cluster.replicas("web-b") == (1, 1)
+
+    cluster.action("promote-full")
+    wait_for("Completed", lambda: cluster.condition("Completed").get("status") == "True")
+    wait_for(
+        "all weight on the stable",
+        lambda: weights(cluster, "web") == [("web-stable", 100), ("web-canary", 0)],
+    )
+    assert cluster.selector("web-stable")["sluice.dev/slot"] == "b"
