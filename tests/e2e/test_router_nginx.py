@@ -19,7 +19,16 @@ from sluice.engine.types import HeaderRoute
 from sluice.routers.base import RouterProblem
 from sluice.routers.nginx import NginxRouter
 from tests.e2e.conftest import EXAMPLES, Cluster, Operator, wait_for
-from tests.e2e.routers import apply_yaml, context, kube, plan, rollout, run, services, user_view
+from tests.e2e.provider_driver import (
+    apply_yaml,
+    context,
+    kube,
+    plan,
+    rollout,
+    run,
+    services,
+    user_view,
+)
 
 pytestmark = pytest.mark.e2e
 

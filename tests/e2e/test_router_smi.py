@@ -15,7 +15,16 @@ from kubernetes.client.exceptions import ApiException
 from sluice.routers.base import RouterProblem
 from sluice.routers.smi import SMIRouter
 from tests.e2e.conftest import EXAMPLES, Cluster, Operator, wait_for
-from tests.e2e.routers import apply_yaml, context, kube, plan, rollout, run, services, user_view
+from tests.e2e.provider_driver import (
+    apply_yaml,
+    context,
+    kube,
+    plan,
+    rollout,
+    run,
+    services,
+    user_view,
+)
 
 pytestmark = pytest.mark.e2e
 
