@@ -848,8 +848,14 @@ class _Decider:
         self._conditions(truth, reason, message)
         # A new phase, or the same phase for a new reason (a pause step that turns into an
         # inconclusive analysis), is worth an Event when nothing else said so.
-        if (phase, reason) != (self.old.phase, old_reason) and not self.events:
-            self._event(phase, message, warning=phase == "Degraded" or "Analysis" in reason)
+        if (phase, reason) != (self.old.phase, old_reason) and (
+            not self.events or reason == "TrafficRouterProblem"  # always worth a Warning
+        ):
+            self._event(
+                reason if reason == "TrafficRouterProblem" else phase,
+                message,
+                warning=phase == "Degraded" or "Analysis" in reason or "Traffic" in reason,
+            )
         return self._decision()
 
     def _invalid(self, message: str) -> Decision:

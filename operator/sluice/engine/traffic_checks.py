@@ -15,7 +15,7 @@ _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # a Service name (RFC 
 def check_traffic(spec: RolloutSpec) -> list[str]:
     # Here, not at the top: the routers import the engine's types, so a module-level import
     # would make `import sluice.routers.<any>` (before sluice.engine) a circular import.
-    from sluice.routers.factory import capabilities
+    from sluice.routers.factory import capabilities, checks
 
     canary = spec.strategy.canary
     routing = canary.traffic_routing
@@ -40,6 +40,7 @@ def check_traffic(spec: RolloutSpec) -> list[str]:
         if caps is None:
             problems.append(f"{where}: not supported by this version of Sluice")
             continue
+        problems += checks(field, spec)
         if caps.fixed_total is not None and routing.max_traffic_weight != caps.fixed_total:
             problems.append(
                 f"{ROUTING}.maxTrafficWeight: {WIRE[field]} weights are percentages; "

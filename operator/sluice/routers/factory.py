@@ -5,6 +5,8 @@ from __future__ import annotations
 from sluice.api.rollout import RolloutSpec
 from sluice.cluster.kube import Kube
 from sluice.routers.base import Capabilities, TrafficRouter
+from sluice.routers.gateway import GatewayAPIRouter
+from sluice.routers.istio import IstioRouter
 from sluice.routers.nginx import NginxRouter
 from sluice.routers.services import ServiceRouter
 from sluice.routers.set import RouterSet
@@ -13,6 +15,8 @@ from sluice.routers.smi import SMIRouter
 # trafficRouting field (python name) -> provider class; each lives in its own module.
 PROVIDERS: dict[str, type[TrafficRouter]] = {
     "nginx": NginxRouter,
+    "istio": IstioRouter,
+    "gateway_api": GatewayAPIRouter,
     "smi": SMIRouter,
 }
 
@@ -20,6 +24,12 @@ PROVIDERS: dict[str, type[TrafficRouter]] = {
 def capabilities(field: str) -> Capabilities | None:
     provider = PROVIDERS.get(field)
     return provider.capabilities if provider else None
+
+
+def checks(field: str, spec: RolloutSpec) -> list[str]:
+    """A provider's own refusals of a spec (its optional static `check`)."""
+    check = getattr(PROVIDERS.get(field), "check", None)
+    return list(check(spec)) if check is not None else []
 
 
 def routers(kube: Kube, spec: RolloutSpec) -> RouterSet:
