@@ -8,7 +8,18 @@ import sys
 
 import pytest
 
-MODULES = ["base", "factory", "nginx", "smi", "services", "set", "owned"]
+MODULES = [
+    "base",
+    "factory",
+    "nginx",
+    "smi",
+    "istio",
+    "gateway",
+    "matching",
+    "services",
+    "set",
+    "owned",
+]
 
 
 @pytest.mark.parametrize("module", MODULES)
