@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 from sluice.api.rollout import RolloutSpec
-from sluice.routers.factory import capabilities, checks
 
 ROUTING = "spec.strategy.canary.trafficRouting"
 WIRE = {"nginx": "nginx", "istio": "istio", "gateway_api": "gatewayAPI", "smi": "smi"}
@@ -14,6 +13,10 @@ _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # a Service name (RFC 
 
 
 def check_traffic(spec: RolloutSpec) -> list[str]:
+    # Here, not at the top: the routers import the engine's types, so a module-level import
+    # would make `import sluice.routers.<any>` (before sluice.engine) a circular import.
+    from sluice.routers.factory import capabilities, checks
+
     canary = spec.strategy.canary
     routing = canary.traffic_routing
     problems: list[str] = []

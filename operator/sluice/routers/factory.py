@@ -7,13 +7,17 @@ from sluice.cluster.kube import Kube
 from sluice.routers.base import Capabilities, TrafficRouter
 from sluice.routers.gateway import GatewayAPIRouter
 from sluice.routers.istio import IstioRouter
+from sluice.routers.nginx import NginxRouter
 from sluice.routers.services import ServiceRouter
 from sluice.routers.set import RouterSet
+from sluice.routers.smi import SMIRouter
 
 # trafficRouting field (python name) -> provider class; each lives in its own module.
 PROVIDERS: dict[str, type[TrafficRouter]] = {
+    "nginx": NginxRouter,
     "istio": IstioRouter,
     "gateway_api": GatewayAPIRouter,
+    "smi": SMIRouter,
 }
 
 
