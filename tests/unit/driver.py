@@ -82,6 +82,9 @@ def with_image(spec: dict[str, Any], image: str) -> dict[str, Any]:
     return out
 
 
+MAX_FOLLOW_UPS = 120  # one per step that moves traffic, at most: steps are capped at 100
+
+
 class Driver:
     def __init__(
         self,
@@ -155,7 +158,7 @@ class Driver:
         decision = last = self._reconcile(remove_annotation)
         # Writing the routers' objects brings their watch events at once: the operator
         # reconciles again and counts the weight it verified. One step is that moment.
-        for _ in range(3):
+        for _ in range(MAX_FOLLOW_UPS):
             if not any(isinstance(a, SetTraffic) for a in last.actions):
                 break
             more = last = self._reconcile(remove_annotation)

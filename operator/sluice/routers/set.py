@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sluice.engine.types import TrafficObserved, TrafficPlan
-from sluice.routers.base import Body, ObjectRef, RouteContext, TrafficRouter
+from sluice.routers.base import Body, ObjectRef, RouteContext, RouterProblem, TrafficRouter
 from sluice.routers.services import ServiceRouter
 
 
@@ -34,6 +34,10 @@ class RouterSet:
     async def apply(self, ctx: RouteContext, plan: TrafficPlan) -> list[Body]:
         """Stable side first, canary Service last: a promotion or a rollback then never
         sends a request to a version that the plan takes traffic away from."""
+        for provider in self.providers:  # all or none: no router moves while one cannot
+            problem = provider.verify(ctx, plan).problem
+            if problem:
+                raise RouterProblem(problem)
         written = await self.services.apply(ctx, plan, {"root", "stable"})
         for provider in self.providers:
             written += await provider.apply(ctx, plan)
