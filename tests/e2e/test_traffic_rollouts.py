@@ -241,3 +241,36 @@ def test_deleting_the_rollout_gives_the_users_object_back_to_the_stable(
     assert case.weights(body) == split(case, 0)
     assert case.routes(body) == []
     assert case.untouched(body) == original
+
+
+def test_two_rollouts_naming_one_route_the_older_keeps_it(
+    cluster: Cluster, operator: Operator, router_crds: str
+) -> None:
+    case = CASES["istio"]
+    original = start(cluster, case, [{"setWeight": 30}, {"pause": {}}])
+    rival = rollout(case, [{"setWeight": 70}, {"pause": {}}])
+    rival["metadata"]["name"] = "web2"
+    apply(cluster, rival)
+
+    def named() -> bool:
+        return "already managed by Rollout web" in str(cluster.status("web2").get("message"))
+
+    wait_for("web2 names the route web holds", named, timeout=30)
+    assert "VirtualService web route primary" in cluster.status("web2")["message"]
+    cluster.set_image("nginx:1.28", name="web2")
+    time.sleep(3)
+    assert case.weights(live(cluster, case)) == split(case, 0)  # web2 never wrote it
+    assert case.untouched(live(cluster, case)) == original
+
+    cluster.set_image("nginx:1.28")  # the owner still moves its route
+    at(cluster, 1, 30)
+    assert case.weights(live(cluster, case)) == split(case, 30)
+    cluster.kubectl("delete", "rollout", "web")  # ...and once it is gone, web2 may take it
+    wait_for(
+        "web2 moves the route",
+        lambda: (
+            cluster.status("web2").get("phase") != "Healthy"
+            and "already managed" not in str(cluster.status("web2").get("message"))
+        ),
+        timeout=30,
+    )

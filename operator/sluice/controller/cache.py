@@ -23,6 +23,25 @@ def _newer(new: Body, old: Body | None) -> bool:
     return old is None or _rv(new) >= _rv(old)
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(body: Body) -> Body:
+    """What decisions need of an object Sluice owns or reads: no managedFields, no
+    last-applied copy (often larger than the object itself). User router objects are
+    kept whole: Sluice writes them back and must not drop a byte of them."""
+    meta = body.get("metadata")
+    if not isinstance(meta, dict) or (
+        "managedFields" not in meta and LAST_APPLIED not in (meta.get("annotations") or {})
+    ):
+        return body
+    meta = {k: v for k, v in meta.items() if k != "managedFields"}
+    annotations = meta.get("annotations")
+    if annotations and LAST_APPLIED in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    return {**body, "metadata": meta}
+
+
 class Cache:
     def __init__(self) -> None:
         self.rollouts: dict[Key, Body] = {}
@@ -66,6 +85,7 @@ class Cache:
         return {ref: body for ref, body in found if body is not None}
 
     def put_rollout(self, body: Body) -> bool:
+        body = slim(body)
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if _newer(body, self.rollouts.get(key)):
             self.rollouts[key] = body
@@ -97,5 +117,5 @@ class Cache:
             return key
         bucket = self.children.setdefault(key, {})
         if _newer(body, bucket.get(name)):
-            bucket[name] = body
+            bucket[name] = slim(body)
         return key

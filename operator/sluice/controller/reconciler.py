@@ -52,6 +52,7 @@ from sluice.routers.set import RouterSet
 log = logs.get("sluice.reconciler")
 FINALIZER = f"{GROUP}/traffic-release"  # only while a router edits objects the user owns
 PROBLEM_RETRY_SECONDS = 10.0  # a router object missing or foreign: look again this often
+CLAIMED = "shared route:"
 CHILD_RETRY_SECONDS = 30.0  # a child's name taken by a foreign object: look again this often
 
 
@@ -97,6 +98,8 @@ class Controller:
         self.queue: WorkQueue[Key] = WorkQueue()
         self.traffic_problems: dict[Key, str] = {}  # a router's apply refused, until it works
         self.conflicts: dict[Key, int] = {}  # consecutive conflicts, for their backoff
+        self.claims: dict[tuple[str, str], set[Key]] = {}  # (namespace, route) -> claimants
+        self.claimed: dict[Key, set[str]] = {}
         self.workers = workers
         self.clock = clock
         self.failures: dict[Key, int] = {}
@@ -118,6 +121,8 @@ class Controller:
             self.last_error.pop(key, None)
             self.traffic_problems.pop(key, None)
             self.conflicts.pop(key, None)
+            for other in self._claim(key, set()):
+                self.queue.add(other)  # the route it held is free now
             M.forget_rollout(*key)
         elif self.cache.put_rollout(body):
             self.queue.add(key)
@@ -238,8 +243,13 @@ class Controller:
             if routers.edits_user_objects and FINALIZER not in (meta.get("finalizers") or []):
                 body = await self._set_finalizer(body, add=True)
             traffic = routers.observe(ctx)
+            problem = self._claim_problem(key, set(routers.claims(ctx)))
+            if problem:
+                self.traffic_problems[key] = problem
+            elif self.traffic_problems.get(key, "").startswith(CLAIMED):
+                self.traffic_problems.pop(key)
             problem = self.traffic_problems.get(key)
-            if problem and traffic.problem is None:
+            if problem and (traffic.problem is None or problem.startswith(CLAIMED)):
                 traffic = TrafficObserved(traffic.plan, False, problem)
         status = _status(body)
         action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
@@ -415,9 +425,40 @@ class Controller:
                 raise Conflict(str(exc.reason)) from exc
             raise
 
+    def _claim(self, key: Key, claims: set[str]) -> set[Key]:
+        """Record what `key` claims; returns the other claimants of what it let go."""
+        freed: set[Key] = set()
+        for gone in self.claimed.get(key, set()) - claims:
+            who = self.claims.get((key[0], gone), set())
+            who.discard(key)
+            freed |= who
+            if not who:
+                self.claims.pop((key[0], gone), None)
+        self.claimed[key] = claims
+        for claim in claims:
+            self.claims.setdefault((key[0], claim), set()).add(key)
+        return freed
+
+    def _claim_problem(self, key: Key, claims: set[str]) -> str | None:
+        """Two Rollouts naming one route: the older one keeps it, the other holds."""
+        for other in self._claim(key, claims):
+            self.queue.add(other)
+        for claim in sorted(claims):
+            rivals = [k for k in self.claims[(key[0], claim)] if k in self.cache.rollouts]
+            owner = min(rivals, key=self._age)
+            if owner != key:
+                return f"{CLAIMED} {claim} is already managed by Rollout {owner[1]}"
+        return None
+
+    def _age(self, key: Key) -> tuple[str, str]:
+        meta = self.cache.rollouts[key]["metadata"]
+        return (str(meta.get("creationTimestamp", "")), key[1])
+
     async def _set_traffic(
         self, key: Key, ctx: RouteContext, act: SetTraffic, routers: RouterSet
     ) -> None:
+        if self.traffic_problems.get(key, "").startswith(CLAIMED):
+            return  # another Rollout's route: never written from here
         M.API_CALLS.labels("traffic").inc()
         try:
             written = await routers.apply(ctx, act.plan)

@@ -275,6 +275,14 @@ class GatewayAPIRouter:
         assert routing is not None and routing.gateway_api is not None
         return routing.gateway_api
 
+    def claims(self, ctx: RouteContext) -> list[str]:
+        """Rules are found by the stable Service: two Rollouts may share an HTTPRoute, not
+        the rules of one Service."""
+        return [
+            f"HTTPRoute {m.spec.name} rules to Service {ctx.stable_service}"
+            for m in managed_routes(self._routing(ctx))
+        ]
+
     def watched(self, ctx: RouteContext) -> list[ObjectRef]:
         return [route_ref(m.spec.name) for m in managed_routes(self._routing(ctx))]
 

@@ -311,6 +311,14 @@ class IstioRouter:
         assert routing is not None and routing.istio is not None
         return routing.istio
 
+    def claims(self, ctx: RouteContext) -> list[str]:
+        """The routes this Rollout weights: no other Rollout may weight them too."""
+        return [
+            f"VirtualService {m.spec.name} route {route}"
+            for m in managed_services(self._routing(ctx))
+            for route in (m.spec.routes or ["(its only one)"])
+        ]
+
     def watched(self, ctx: RouteContext) -> list[ObjectRef]:
         istio = self._routing(ctx)
         refs = [vs_ref(m.spec.name) for m in managed_services(istio)]

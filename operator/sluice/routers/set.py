@@ -16,6 +16,10 @@ class RouterSet:
     def edits_user_objects(self) -> bool:
         return any(p.capabilities.edits_user_objects for p in self.providers)
 
+    def claims(self, ctx: RouteContext) -> list[str]:
+        """Parts of shared objects this Rollout alone may write (a provider's `claims`)."""
+        return [c for p in self.providers for c in getattr(p, "claims", lambda _c: [])(ctx)]
+
     def watched(self, ctx: RouteContext) -> list[ObjectRef]:
         return [ref for p in self.providers for ref in p.watched(ctx)]
 
