@@ -42,12 +42,22 @@ class Kube:
         self.core = kubernetes.client.CoreV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.in_flight = 0
+        # Raises when this replica may not act (leader election); checked on the thread
+        # right before each request, so a call queued before the Lease was lost never goes out.
+        self.guard: Callable[[], None] | None = None
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
+        guard = self.guard
+
+        def run() -> Any:
+            if guard is not None:
+                guard()
+            return fn(*args, **kwargs)
+
         self.in_flight += 1
         try:
-            return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+            return await loop.run_in_executor(self.pool, run)
         finally:
             self.in_flight -= 1
 
