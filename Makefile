@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv test unit e2e lint format crds run demo clean bench
+.PHONY: venv test unit e2e lint format crds chart-crds run demo clean bench
 
 venv: $(STAMP)
 
@@ -46,9 +46,14 @@ format: venv
 	$(BIN)/ruff format operator tests benchmarks
 	$(BIN)/ruff check --fix operator tests benchmarks
 
-## Regenerate crds/ from the pydantic models (a test fails when they drift).
+## Regenerate crds/ from the pydantic models, and the chart's copy (tests fail on drift).
 crds: venv
 	$(BIN)/python -m sluice.api.crd crds
+	$(MAKE) chart-crds
+
+chart-crds:
+	rm -f charts/sluice/crds/*.yaml
+	cp crds/*.yaml charts/sluice/crds/
 
 ## The operator against the current kubeconfig (installs the CRDs first).
 run: venv
