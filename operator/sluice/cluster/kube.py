@@ -16,6 +16,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from sluice import __version__
 from sluice.api.rollout import GROUP, VERSION
 
 Body = dict[str, Any]
@@ -28,7 +29,10 @@ def load_config(kubeconfig: str | None = None, pool: int = 8) -> kubernetes.clie
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)
     config.connection_pool_maxsize = pool
-    return kubernetes.client.ApiClient(config)
+    client = kubernetes.client.ApiClient(config)
+    # The API server names the field manager after this: "sluice" in managedFields.
+    client.user_agent = f"sluice/{__version__}"
+    return client
 
 
 class Kube:
