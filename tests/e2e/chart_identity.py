@@ -28,7 +28,8 @@ RBAC_KINDS = (
 
 
 def render_live(kubeconfig: str, values: dict[str, Any], name: str, namespace: str) -> list[Any]:
-    """The chart rendered with the cluster's own capabilities (as `helm install` would)."""
+    """The chart as `helm install --dry-run=server` renders it: with the cluster's own
+    API versions (.Capabilities), which an offline render does not know."""
     import helm_python
 
     from tests.chart.render import CHART
@@ -37,14 +38,8 @@ def render_live(kubeconfig: str, values: dict[str, Any], name: str, namespace: s
         helm_python.Config(kubeconfig_path=kubeconfig, namespace=namespace) as config,
         helm_python.Chart.load(str(CHART)) as chart,
     ):
-        out = config.render(chart, values, name=name, namespace=namespace, is_install=True)
-    return [
-        doc
-        for path, text in sorted(out.items())
-        if not path.endswith("NOTES.txt")
-        for doc in yaml.safe_load_all(text)
-        if doc
-    ]
+        release = config.install(chart, name, values, namespace=namespace, dry_run="server")
+    return [doc for doc in yaml.safe_load_all(release["manifest"]) if doc]
 
 
 class ChartIdentity:
