@@ -301,3 +301,25 @@ def test_chart_crds_are_the_generated_crds() -> None:
     assert mismatch == [] and errors == [], (
         f"stale in the chart: {mismatch + errors}; run `make crds`"
     )
+
+
+def test_static_install_yaml_is_the_rendered_chart() -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "render.py"), "install"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out == (ROOT / "deploy" / "install.yaml").read_text(), "run `make deploy`"
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    kinds = [d["kind"] for d in docs]
+    assert kinds[0] == "Namespace" and kinds.count("CustomResourceDefinition") == 4
+    assert kinds.index("ServiceAccount") < kinds.index("Deployment")
+    assert {(d["kind"], d["metadata"]["name"]) for d in docs if "metadata" in d} >= {
+        (o["kind"], o["metadata"]["name"]) for o in render()
+    }
