@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv test unit e2e lint format crds chart-crds deploy run demo clean bench lock image image-size
+.PHONY: venv test unit e2e e2e-kind lint format crds chart-crds deploy run demo clean bench lock image image-size
 
 venv: $(STAMP)
 
@@ -45,14 +45,19 @@ unit: venv
 e2e: venv
 	$(BIN)/pytest tests/e2e
 
+## The same e2e suite on a kind cluster with the image and the chart installed (needs
+## docker and kind; CI runs it). The cluster is deleted at the end, pass or fail.
+e2e-kind: venv
+	BIN=$(BIN) deploy/e2e-kind.sh
+
 lint: venv
-	$(BIN)/ruff check operator tests benchmarks
-	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/ruff check operator tests benchmarks deploy
+	$(BIN)/ruff format --check operator tests benchmarks deploy
 	$(BIN)/mypy
 
 format: venv
-	$(BIN)/ruff format operator tests benchmarks
-	$(BIN)/ruff check --fix operator tests benchmarks
+	$(BIN)/ruff format operator tests benchmarks deploy
+	$(BIN)/ruff check --fix operator tests benchmarks deploy
 
 ## Regenerate crds/ from the pydantic models, and the chart's copy (tests fail on drift).
 crds: venv

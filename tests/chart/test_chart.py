@@ -323,3 +323,24 @@ def test_static_install_yaml_is_the_rendered_chart() -> None:
     assert {(d["kind"], d["metadata"]["name"]) for d in docs if "metadata" in d} >= {
         (o["kind"], o["metadata"]["name"]) for o in render()
     }
+
+
+def test_readme_documents_every_value() -> None:
+    import yaml
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (CHART / "README.md").read_text()
+
+    def keys(d: dict[str, Any], prefix: str = "") -> list[str]:
+        out = []
+        for k, v in d.items():
+            if f"`{prefix}{k}`" in readme:
+                out.append(prefix + k)
+            elif isinstance(v, dict) and v:
+                out.extend(keys(v, f"{prefix}{k}."))
+            else:
+                out.append(prefix + k)
+        return out
+
+    missing = [k for k in keys(values) if f"| `{k}` |" not in readme]
+    assert missing == [], f"values not in the chart README's table: {missing}"
