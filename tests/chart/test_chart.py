@@ -224,6 +224,8 @@ def test_more_than_one_replica_without_leader_election_is_refused() -> None:
 
     with pytest.raises(helm_python.HelmRenderError, match="leaderElection"):
         render({"replicaCount": 2, "leaderElection": {"enabled": False}})
+    with pytest.raises(helm_python.HelmRenderError, match="renewDeadlineSeconds"):
+        render({"leaderElection": {"renewDeadlineSeconds": 15, "leaseDurationSeconds": 15}})
     single = one(render(COMBINATIONS["single"]), "Deployment")
     assert single["spec"]["replicas"] == 1
     assert "--leader-elect" not in single["spec"]["template"]["spec"]["containers"][0]["args"]
