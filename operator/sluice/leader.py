@@ -178,27 +178,32 @@ class Elector:
             await asyncio.sleep(self.retry_period)
             started = self.clock()
             why = await self._renew()
-            if why is None and self.leading():
+            if why is None:
+                # The record changed after `started`: a standby counts from then, so the
+                # deadline may too. (A renewal that took longer than the deadline leaves
+                # the guard closed until the next one.)
                 self.renewed_at = started
                 continue
-            if why not in (None, "taken") and self.leading():
+            if why != "taken" and self.leading():
                 log.warning("lease renewal failed, retrying", error=why)
                 continue
-            why = why or "renewed only after the deadline"
             self._lose(why)
             on_lost(why)
             return
 
     async def _renew(self) -> str | None:
-        """None when renewed; else why not ("taken" when another replica holds it)."""
+        """None when renewed; else why not ("taken" when another replica holds it).
+
+        The replace carries the resourceVersion just read, so it fails if anyone else
+        wrote the Lease since: a leader that was paused past its deadline renews only
+        if nobody has taken over meanwhile.
+        """
         timeout = max(self.retry_period, self.renew_deadline / 2)
         try:
             current = await asyncio.wait_for(self._run(self.store.get), timeout)
             holder = ((current or {}).get("spec") or {}).get("holderIdentity")
             if current is None or holder != self.identity:
                 return "taken"
-            if not self.leading():  # woke up past the deadline (paused): do not renew
-                return f"no renewal for over {self.renew_deadline:g}s"
             self.lease = await asyncio.wait_for(
                 self._run(self.store.replace, self._record(current)), timeout
             )

@@ -106,11 +106,12 @@ def test_standby_takes_over_from_a_killed_leader(cluster: Cluster, pair: Pair) -
     delay = random.Random(seed).uniform(0.5, 6.0)  # anywhere from step 0 to the 5 s pause
     cluster.set_image("nginx:1.28")
     time.sleep(delay)
+    assert a.proc is not None and a.proc.poll() is None and pair.history.holder() == "op-a"
     killed = time.monotonic()
     a.kill()
     wait_for("op-b takes the Lease", lambda: pair.history.holder() == "op-b", timeout=20)
     took = pair.history.became("op-b")
-    assert took is not None
+    assert took is not None and took > killed
     print(f"\nkill at +{delay:.2f}s (seed {seed}): takeover in {took - killed:.2f}s")
     finish(cluster)
 
@@ -129,11 +130,12 @@ def test_a_frozen_leader_does_not_write_when_it_wakes(cluster: Cluster, pair: Pa
     healthy_v1(cluster)
     cluster.set_image("nginx:1.28")
     at_step(cluster, 1, "Paused", 20)  # op-a holds a 5 s pause timer: due while frozen
+    assert a.proc.poll() is None and pair.history.holder() == "op-a", "op-a lost it already"
     frozen = time.monotonic()
     a.proc.send_signal(signal.SIGSTOP)
     wait_for("op-b takes the Lease", lambda: pair.history.holder() == "op-b", timeout=20)
     took = pair.history.became("op-b")
-    assert took is not None
+    assert took is not None and took > frozen
     print(f"\nfreeze: takeover in {took - frozen:.2f}s")
     at_step(cluster, 3, "Paused", 50, timeout=30)  # op-b moved the rollout on
 

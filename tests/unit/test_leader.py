@@ -164,6 +164,28 @@ def test_a_frozen_leader_refuses_to_act_when_it_wakes() -> None:
     asyncio.run(main())
 
 
+def test_a_leader_paused_before_anyone_took_over_renews_and_goes_on() -> None:
+    """Past its deadline it refuses to act; its next renewal (nobody wrote the Lease
+    meanwhile, so the conditional replace succeeds) makes it the leader again."""
+
+    async def main() -> None:
+        lease = MemoryLease()
+        a = elector(lease, "a")
+        lost: list[str] = []
+        await a.acquire()
+        await asyncio.sleep(DEADLINE + RETRY)  # no renew loop running: a "pause"
+        assert not a.leading()
+        with pytest.raises(NotLeader):
+            a.check()
+        a.start_renewing(lost.append)
+        await asyncio.sleep(2 * RETRY)
+        assert a.leading() and lost == []
+        assert {h for _, h in lease.history} == {"a"}
+        a.close()
+
+    asyncio.run(main())
+
+
 def test_release_hands_over_at_once() -> None:
     async def main() -> None:
         lease = MemoryLease()
