@@ -16,6 +16,8 @@ import re
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +83,17 @@ def pair(cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest) -> It
             print(f"\n--- {name} log ---\n{op.log.read_text()[-8000:]}")
 
 
+def _post_alert(op: Operator) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{op.port}/v1/alerts", data=b"{}", method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
 def finish(cluster: Cluster, promoted: bool = False) -> None:
     """From wherever the rollout is: to the manual pause at 50 %, promote, Completed."""
     if not promoted:
@@ -101,6 +114,7 @@ def test_standby_takes_over_from_a_killed_leader(cluster: Cluster, pair: Pair) -
     assert pair.leader_gauge("op-a") == 1 and pair.leader_gauge("op-b") == 0
     b_log = b.log.read_text()
     assert "standing by" in b_log and "sluice started" not in b_log
+    assert _post_alert(b) == 503  # the standby takes no alert: Alertmanager retries
 
     seed = int(os.environ.get("SLUICE_HA_SEED", time.time()))
     delay = random.Random(seed).uniform(0.5, 6.0)  # anywhere from step 0 to the 5 s pause
