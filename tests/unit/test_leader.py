@@ -225,3 +225,13 @@ def test_the_kube_guard_blocks_calls_of_a_replica_that_does_not_lead() -> None:
         kube.close()
 
     asyncio.run(main())
+
+
+def test_sluice_run_refuses_durations_that_would_overlap(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sluice.cli.main import main
+
+    code = main(["run", "--leader-elect", "--lease-duration", "5", "--renew-deadline", "6"])
+    assert code == 2
+    assert "--renew-deadline < --lease-duration" in capsys.readouterr().err
