@@ -12,11 +12,11 @@ WORKDIR /src
 RUN python -m venv /opt/sluice
 # Dependencies first: this layer is reused until the lock file changes.
 COPY requirements.lock ./
-RUN /opt/sluice/bin/pip install --no-deps --no-compile -r requirements.lock
+RUN /opt/sluice/bin/pip install --no-cache-dir --no-deps --no-compile -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 # kubernetes/aio is the client's asyncio copy, which Sluice does not import (-68 MB).
-RUN /opt/sluice/bin/pip install --no-deps --no-compile . \
+RUN /opt/sluice/bin/pip install --no-cache-dir --no-deps --no-compile . \
  && /opt/sluice/bin/pip uninstall -y -q pip setuptools \
  && rm -rf /opt/sluice/lib/python3.11/site-packages/kubernetes/aio \
  && /opt/sluice/bin/python -m compileall -q -j 0 /opt/sluice/lib
