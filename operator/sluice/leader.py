@@ -120,11 +120,14 @@ class Elector:
                     spec.get("renewTime"),
                     current["metadata"].get("resourceVersion"),
                 )
+                # Count from when the answer arrived, not when it was asked for: the
+                # record may have been written while the request was in flight.
+                answered = self.clock()
                 if record != seen:
-                    seen, seen_at = record, started
+                    seen, seen_at = record, answered
                 holder = spec.get("holderIdentity") or ""
                 duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
-                if not holder or holder == self.identity or started - seen_at >= duration:
+                if not holder or holder == self.identity or answered - seen_at >= duration:
                     self.lease = await self._run(self.store.replace, self._record(current))
                     return self._won(started, f"taken over from {holder or 'nobody'}")
                 if not announced:
