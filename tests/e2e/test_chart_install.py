@@ -80,6 +80,10 @@ def test_helm_install_and_uninstall_for_real(cluster: Cluster) -> None:
             assert role is not None
             token = cluster.get("secret", f"{release}-sluice-alert-token")
             assert token is not None and token["data"]["token"]
+            # an upgrade keeps the generated token (Alertmanager is configured with it)
+            config.upgrade(chart, release, {"alerts": {"enabled": True}}, namespace=release)
+            again = cluster.get("secret", f"{release}-sluice-alert-token")
+            assert again is not None and again["data"]["token"] == token["data"]["token"]
         finally:
             config.uninstall(release, wait=None)
     assert cluster.get("deployment", f"{release}-sluice") is None
