@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv test unit e2e lint format crds run demo clean bench
+.PHONY: venv test unit e2e e2e-kind lint format crds chart-crds deploy run demo clean bench lock image image-size
 
 venv: $(STAMP)
 
@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-## Debian packages that tests run for real (Prometheus, promtool); installed when missing.
+## Debian packages that tests run for real (Prometheus, promtool, lua5.1 for Argo CD's Lua);
+## installed when missing.
 .PHONY: system-deps
 system-deps:
 	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
@@ -24,6 +25,13 @@ system-deps:
 	  fi; \
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; \
+	}
+	@command -v lua5.1 >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "lua5.1 is not installed: run 'sudo make system-deps'" >&2; exit 1; \
+	  fi; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends lua5.1; \
 	}
 
 ## The whole suite: unit, property and (with SLUICE_E2E_KUBECONFIG) e2e tests.
@@ -37,18 +45,33 @@ unit: venv
 e2e: venv
 	$(BIN)/pytest tests/e2e
 
+## The same e2e suite on a kind cluster with the image and the chart installed (needs
+## docker and kind; CI runs it). The cluster is deleted at the end, pass or fail.
+e2e-kind: venv
+	BIN=$(BIN) deploy/e2e-kind.sh
+
 lint: venv
-	$(BIN)/ruff check operator tests benchmarks
-	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/ruff check operator tests benchmarks deploy
+	$(BIN)/ruff format --check operator tests benchmarks deploy
 	$(BIN)/mypy
 
 format: venv
-	$(BIN)/ruff format operator tests benchmarks
-	$(BIN)/ruff check --fix operator tests benchmarks
+	$(BIN)/ruff format operator tests benchmarks deploy
+	$(BIN)/ruff check --fix operator tests benchmarks deploy
 
-## Regenerate crds/ from the pydantic models (a test fails when they drift).
+## Regenerate crds/ from the pydantic models, and the chart's copy (tests fail on drift).
 crds: venv
 	$(BIN)/python -m sluice.api.crd crds
+	$(MAKE) deploy
+
+chart-crds:
+	rm -f charts/sluice/crds/*.yaml
+	cp crds/*.yaml charts/sluice/crds/
+
+## Generated from the chart: deploy/install.yaml and the Argo CD ConfigMap (drift-tested).
+deploy: venv chart-crds
+	$(BIN)/python deploy/render.py install > deploy/install.yaml
+	$(BIN)/python deploy/render.py argocd > charts/sluice/argocd/argocd-cm.yaml
 
 ## The operator against the current kubeconfig (installs the CRDs first).
 run: venv
@@ -70,6 +93,24 @@ demo: venv
 
 bench: venv
 	$(BIN)/python benchmarks/engine_decisions.py
+
+## The operator's runtime set, pinned: a fresh venv with Sluice alone, frozen.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q .
+	{ echo '# The operator runtime set, pinned (Python 3.11): regenerate with `make lock`.'; \
+	  echo '# The image installs exactly these (pip --no-deps); no numpy, matplotlib or rich.'; \
+	  .lock-venv/bin/pip freeze --exclude sluice; } > requirements.lock
+	rm -rf .lock-venv
+
+## The image (needs Docker) and the size of its Python dependencies (no Docker needed).
+IMAGE ?= sluice:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	docker build -t $(IMAGE) --build-arg REVISION=$$(git rev-parse HEAD) \
+	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+
+image-size: venv
+	$(BIN)/python benchmarks/image_size.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -9,8 +9,9 @@ from typing import Any
 
 import aiohttp
 import kopf
+from aiohttp import web
 
-from sluice import alerts, logs, server
+from sluice import alerts, leader, logs, server, telemetry
 from sluice.api.rollout import GROUP, VERSION
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube, load_config
@@ -18,6 +19,16 @@ from sluice.controller.analysis import AnalysisExecutor
 from sluice.controller.reconciler import Controller
 
 log = logs.get("sluice")
+
+
+@dataclasses.dataclass
+class LeaderOptions:
+    name: str
+    namespace: str
+    identity: str | None = None
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
 
 
 @dataclasses.dataclass
@@ -29,6 +40,7 @@ class Options:
     api_limit: int = 8  # Kubernetes calls in flight from the reconcilers
     kubeconfig: str | None = None
     alert_token_secret: str | None = None  # NAMESPACE/NAME[/KEY] of the webhook's bearer token
+    leader: LeaderOptions | None = None  # None: act at once (one replica)
 
 
 OPTIONS = Options()
@@ -61,7 +73,14 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # Sluice posts its own Events, through the capped client
     settings.watching.server_timeout = 600
     settings.networking.request_timeout = 60
+    settings.scanning.disabled = True  # a fixed set of resources: no CRD/namespace watch (RBAC)
     kube = Kube(load_config(OPTIONS.kubeconfig, OPTIONS.api_limit), OPTIONS.api_limit)
+    STATE["kube"] = kube
+    # Health, metrics and the webhook are served at once, by a standby too (/readyz: 200).
+    application = server.app(_ready)
+    application.router.add_post("/v1/alerts", _alerts)
+    STATE["runner"] = await server.serve(application, OPTIONS.host, OPTIONS.port)
+    await _lead(kube)
     controller = Controller(kube, workers=OPTIONS.workers)
     executor = AnalysisExecutor(
         kube,
@@ -76,11 +95,45 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     executor.start()
     token = AlertToken(kube, OPTIONS.alert_token_secret)
     await token.refresh()
-    application = server.app(lambda: controller.started)
-    application.router.add_post("/v1/alerts", alerts.handler(token.get, controller.record_alert))
-    runner = await server.serve(application, OPTIONS.host, OPTIONS.port)
-    STATE.update(controller=controller, executor=executor, kube=kube, runner=runner, token=token)
+    STATE.update(controller=controller, executor=executor, token=token)
+    STATE["alerts"] = alerts.handler(token.get, controller.record_alert)
     log.info("sluice started", namespaces=OPTIONS.namespaces or "all", port=OPTIONS.port)
+
+
+async def _lead(kube: Kube) -> None:
+    """Without election: lead at once. With it: wait (standby) until this replica holds it."""
+    if OPTIONS.leader is None:
+        telemetry.LEADER.set(1)
+        return
+    opts = OPTIONS.leader
+    store = leader.KubeLeaseStore(load_config(OPTIONS.kubeconfig, 2), opts.namespace, opts.name)
+    elector = leader.Elector(
+        store,
+        opts.identity or leader.default_identity(),
+        lease_duration=opts.lease_duration,
+        renew_deadline=opts.renew_deadline,
+        retry_period=opts.retry_period,
+    )
+    STATE["elector"] = elector
+    kube.guard = elector.check  # every Kubernetes call of the operator, from now on
+    log.info("waiting for the lease", lease=f"{opts.namespace}/{opts.name}", id=elector.identity)
+    await elector.acquire()
+    elector.start_renewing(leader.exit_process)
+
+
+def _ready() -> bool:
+    controller: Controller | None = STATE.get("controller")
+    if OPTIONS.leader is not None and "controller" not in STATE:
+        return "elector" in STATE  # standing by is ready: it can take over
+    return controller is not None and controller.started
+
+
+async def _alerts(request: web.Request) -> web.StreamResponse:
+    handler = STATE.get("alerts")
+    if handler is None:  # Alertmanager retries a 5xx, so it reaches the leader
+        return web.Response(status=503, text="not the leader\n")
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 @kopf.on.cleanup()
@@ -92,6 +145,9 @@ async def cleanup(**_: Any) -> None:
         await STATE["executor"].stop()
     if "token" in STATE:
         STATE["token"].close()
+    if "elector" in STATE:
+        await STATE["elector"].release()
+        STATE["elector"].close()
     if "runner" in STATE:
         await STATE["runner"].cleanup()
     if "kube" in STATE:

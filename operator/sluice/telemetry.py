@@ -50,6 +50,15 @@ EVENTS = Counter(
     registry=REGISTRY,
 )
 
+LEADER = Gauge(
+    "sluice_leader",
+    "1 while this replica holds the leader Lease (or runs without election), 0 on standby.",
+    registry=REGISTRY,
+)
+LEADER_TRANSITIONS = Counter(
+    "sluice_leader_acquisitions_total", "Times this replica became the leader.", registry=REGISTRY
+)
+
 PHASES = ("Progressing", "Paused", "Healthy", "Degraded")
 
 

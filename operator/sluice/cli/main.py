@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from typing import Any
 
 from sluice import __version__, logs
 from sluice.api.rollout import ACTION_ANNOTATION, ACTIONS, GROUP, VERSION
@@ -23,9 +25,20 @@ def _run(args: argparse.Namespace) -> int:
     handlers.OPTIONS.api_limit = args.api_limit
     handlers.OPTIONS.kubeconfig = args.kubeconfig
     handlers.OPTIONS.alert_token_secret = args.alert_token_secret
+    if args.leader_elect:
+        if not 0 < args.retry_period < args.renew_deadline < args.lease_duration:
+            sys.stderr.write("need --retry-period < --renew-deadline < --lease-duration\n")
+            return 2
+        namespace = args.lease_namespace or os.environ.get("POD_NAMESPACE") or "default"
+        handlers.OPTIONS.leader = handlers.LeaderOptions(
+            name=args.lease_name,
+            namespace=namespace,
+            identity=args.leader_id,
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
+        )
     if args.kubeconfig:
-        import os
-
         os.environ["KUBECONFIG"] = args.kubeconfig
     registry = kopf.get_default_registry()
     asyncio.run(
@@ -127,6 +140,31 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAMESPACE/NAME[/KEY]",
         help="Secret with the bearer token of the alert webhook POST /v1/alerts (key: token)",
     )
+    elect = run.add_argument_group("leader election (for more than one replica)")
+    elect.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="act only while holding a coordination.k8s.io Lease; otherwise stand by",
+    )
+    elect.add_argument("--lease-name", default="sluice-leader", help="the Lease's name")
+    elect.add_argument(
+        "--lease-namespace", help="the Lease's namespace (default: $POD_NAMESPACE, or default)"
+    )
+    elect.add_argument(
+        "--leader-id", default=None, help="this replica's identity (default: hostname_random)"
+    )
+    elect.add_argument(
+        "--lease-duration", type=float, default=15.0, help="seconds a standby waits to take over"
+    )
+    elect.add_argument(
+        "--renew-deadline",
+        type=float,
+        default=10.0,
+        help="seconds without a renewal after which the leader stops acting",
+    )
+    elect.add_argument(
+        "--retry-period", type=float, default=2.0, help="seconds between acquire/renew attempts"
+    )
     run.add_argument("--log-level", default="INFO")
     run.add_argument(
         "--log-json",
@@ -136,10 +174,7 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
-    from sluice.cli import replay, simulate
-
-    simulate.add_parser(sub)
-    replay.add_parser(sub)
+    _add_offline_commands(sub)
 
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions")
     crds.set_defaults(func=_crds)
@@ -155,6 +190,29 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("-n", "--namespace")
     status.set_defaults(func=_status)
     return top
+
+
+EXTRA_HINT = "sluice {cmd} needs the [{extra}] extra: pip install 'sluice[{extra}]' ({missing})"
+
+
+def _add_offline_commands(sub: Any) -> None:
+    """simulate and replay print with rich, which the operator image does not carry."""
+    try:
+        from sluice.cli import replay, simulate
+    except ImportError as exc:
+        missing = exc.name or str(exc)
+        for cmd in ("simulate", "replay"):
+            stub = sub.add_parser(cmd, help=f"(needs the [cli] extra: {missing} is missing)")
+            stub.add_argument("rest", nargs=argparse.REMAINDER)
+            stub.set_defaults(func=_missing_extra, cmd=cmd, extra="cli", missing=missing)
+        return
+    simulate.add_parser(sub)
+    replay.add_parser(sub)
+
+
+def _missing_extra(args: argparse.Namespace) -> int:
+    sys.stderr.write(EXTRA_HINT.format(cmd=args.cmd, extra=args.extra, missing=args.missing) + "\n")
+    return 3
 
 
 def main(argv: list[str] | None = None) -> int:

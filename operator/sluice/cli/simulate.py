@@ -6,6 +6,7 @@ Exit codes: 0 promoted, 1 aborted, 2 paused or inconclusive, 3 invalid input.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import sys
@@ -161,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.plot and Path(args.plot).suffix.lower() not in (".png", ".svg"):
             raise InvalidSpec(f"--plot {args.plot}: the chart is written as .png or .svg")
+        if args.plot and importlib.util.find_spec("matplotlib") is None:
+            raise InvalidSpec("--plot needs the [sim] extra: pip install 'sluice[sim]'")
         loaded = load(Path(args.rollout), [Path(p) for p in args.filename or []])
         scenario = load_scenario(Path(args.scenario) if args.scenario else None)
         relabel = relabel_of(args)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from sluice import __version__
 from sluice.api.rollout import GROUP, VERSION
 
 if TYPE_CHECKING:
@@ -31,7 +32,10 @@ def load_config(kubeconfig: str | None = None, pool: int = 8) -> kubernetes.clie
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)
     config.connection_pool_maxsize = pool
-    return kubernetes.client.ApiClient(config)
+    client = kubernetes.client.ApiClient(config)
+    # The API server names the field manager after this: "sluice" in managedFields.
+    client.user_agent = f"sluice/{__version__}"
+    return client
 
 
 class Kube:
@@ -45,12 +49,22 @@ class Kube:
         self.core = kubernetes.client.CoreV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.in_flight = 0
+        # Raises when this replica may not act (leader election); checked on the thread
+        # right before each request, so a call queued before the Lease was lost never goes out.
+        self.guard: Callable[[], None] | None = None
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
+        guard = self.guard
+
+        def run() -> Any:
+            if guard is not None:
+                guard()
+            return fn(*args, **kwargs)
+
         self.in_flight += 1
         try:
-            return await loop.run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+            return await loop.run_in_executor(self.pool, run)
         finally:
             self.in_flight -= 1
 

@@ -1,6 +1,8 @@
-"""Prometheus as a metric provider, over prometheus-api-client's ``PrometheusConnect``.
+"""Prometheus as a metric provider: its HTTP API (``/api/v1/query``, ``query_range``).
 
-The client is blocking (requests), so every call runs on a small thread pool of its own:
+Plain ``requests`` rather than prometheus-api-client, which would bring numpy, pandas and
+matplotlib into the operator image. The calls are blocking, so each runs on a small
+thread pool of its own:
 the event loop never waits on a socket, and a Prometheus that hangs cannot use up the
 threads that the Kubernetes client shares. Each call has one deadline, ``timeout``
 seconds, enforced three ways: Prometheus' own ``timeout`` parameter (it stops evaluating),
@@ -13,7 +15,6 @@ decides whether to measure again.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import hashlib
 import json
@@ -29,9 +30,6 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from urllib3.util.retry import Retry
 
 from sluice.metrics.base import ProviderError, QueryResult
 
@@ -54,8 +52,6 @@ def _pool(url: str) -> ThreadPoolExecutor:
         _POOLS[key] = pool
     return pool
 
-
-_STATUS_RE = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 
 
 def escape_label_value(value: str) -> str:
@@ -93,7 +89,7 @@ def _to_float(raw: Any) -> float:
 def _flatten(
     data: Any, default: Literal["vector", "matrix"]
 ) -> tuple[Literal["scalar", "vector", "matrix"], list[float], int]:
-    """(kind, values, series) from ``data.result``; PrometheusConnect drops resultType.
+    """(kind, values, series) from ``data.result`` (resultType is not passed down).
 
     The shape tells: a scalar is ``[ts, "v"]``, a vector a list of ``{"metric", "value"}``,
     a matrix a list of ``{"metric", "values"}``. An empty list is ``default``.
@@ -117,19 +113,9 @@ def _flatten(
     raise ValueError(f"unexpected result shape {json.dumps(data)[:200]}")
 
 
-def _api_error(exc: PrometheusApiClientException) -> ProviderError:
-    """HTTP status and Prometheus' errorType/error out of the client's exception text."""
-    text = str(exc)
-    match = _STATUS_RE.match(text)
-    if match is None:
-        return ProviderError(f"Prometheus error: {text[:500]}")
-    status = int(match.group(1))
-    body = match.group(2)
-    try:
-        raw = ast.literal_eval(body)  # the client formats the body as repr(bytes)
-        body = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-    except (ValueError, SyntaxError):
-        pass
+def _api_error(status: int, raw: bytes) -> ProviderError:
+    """HTTP status and Prometheus' errorType/error out of a non-200 answer."""
+    body = raw.decode(errors="replace")
     error_type: str | None = None
     try:
         answer = json.loads(body)
@@ -196,22 +182,30 @@ class PrometheusProvider:
             verify = ca_file
         elif ca_pem is not None:
             verify = _ca_file(ca_pem)
-        session = requests.Session()
-        session.verify = verify
         try:
-            self._client = PrometheusConnect(
-                url=self.url,
-                headers=self.headers or None,
-                auth=basic_auth,
-                session=session,
-                timeout=(self.timeout, self.timeout),  # requests: (connect, read)
-                retry=Retry(total=0, raise_on_status=False),  # no hidden waits
-            )
+            urlsplit(self.url)
         except ValueError as exc:  # e.g. an invalid IPv6 address: "http://[::1"
             raise ProviderError(f"Prometheus address {url[:200]!r} is invalid: {exc}") from None
+        self._auth = basic_auth
+        self._session = requests.Session()  # its default adapter does not retry
+        self._session.verify = verify
 
     def close(self) -> None:
-        self._client.close()
+        self._session.close()
+
+    def _get(self, path: str, params: dict[str, str]) -> Any:
+        """``data.result`` of one GET (runs on the thread pool)."""
+        response = self._session.get(
+            f"{self.url}{path}",
+            params=params,
+            headers=self.headers,
+            auth=self._auth,
+            verify=self._session.verify,  # explicit: a CA bundle from the environment must not win
+            timeout=(self.timeout, self.timeout),  # requests: (connect, read)
+        )
+        if response.status_code != 200:
+            raise _api_error(response.status_code, response.content)
+        return response.json()["data"]["result"]
 
     async def __aenter__(self) -> PrometheusProvider:
         return self
@@ -228,7 +222,7 @@ class PrometheusProvider:
         when = _aware(at) if at is not None else None
         if when is not None:
             params["time"] = f"{when.timestamp():.3f}"
-        data = await self._call(lambda: self._client.custom_query(query=query, params=params))
+        data = await self._call(lambda: self._get("/api/v1/query", {"query": query, **params}))
         try:
             kind, values, series = _flatten(data, "vector")
         except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -240,15 +234,18 @@ class PrometheusProvider:
     ) -> QueryResult:
         if not step_seconds > 0:
             raise ProviderError(f"step must be a positive number of seconds, not {step_seconds}")
-        # PrometheusConnect sends start/end rounded to whole seconds: report those.
+        # start/end are sent rounded to whole seconds: report those.
         first = datetime.fromtimestamp(round(_aware(start).timestamp()), UTC)
         last = datetime.fromtimestamp(round(_aware(end).timestamp()), UTC)
         step = f"{step_seconds:g}"
-        data = await self._call(
-            lambda: self._client.custom_query_range(
-                query=query, start_time=first, end_time=last, step=step, params=self._params
-            )
-        )
+        params = {
+            "query": query,
+            "start": f"{first.timestamp():.0f}",
+            "end": f"{last.timestamp():.0f}",
+            "step": step,
+            **self._params,
+        }
+        data = await self._call(lambda: self._get("/api/v1/query_range", params))
         try:
             kind, values, series = _flatten(data, "matrix")
         except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -266,8 +263,6 @@ class PrometheusProvider:
             raise ProviderError(
                 f"Prometheus {self.url} did not answer within {self.timeout:g}s"
             ) from None
-        except PrometheusApiClientException as exc:
-            raise _api_error(exc) from exc
         except requests.Timeout as exc:
             raise ProviderError(
                 f"Prometheus {self.url} did not answer within {self.timeout:g}s: {exc}"

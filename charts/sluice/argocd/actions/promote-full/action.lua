@@ -1,0 +1,6 @@
+-- Ask Sluice to promote-full: it applies the annotation once and removes it.
+if obj.metadata.annotations == nil then
+  obj.metadata.annotations = {}
+end
+obj.metadata.annotations["sluice.dev/action"] = "promote-full"
+return obj

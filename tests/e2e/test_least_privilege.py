@@ -1,0 +1,69 @@
+"""The chart's RBAC is enough: a whole rollout with analysis, an abort, a retry and an
+alert, by an operator whose only identity is the chart's ServiceAccount. Zero 403s.
+
+(That it is not wider than the calls made is tests/chart: the rendered rules equal the
+inventory of calls, verb by verb.) Also: Sluice never writes the `.spec` of a Rollout,
+which Git owns: an abort and a retry leave it and `metadata.generation` unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import test_analysis
+from tests.e2e.chart_identity import ChartIdentity
+from tests.e2e.conftest import Cluster, Operator, wait_for
+from tests.e2e.test_analysis import Stage, aborted, alert, post_alert
+
+pytestmark = pytest.mark.e2e
+pytest.importorskip("helm_python")
+
+
+def test_a_rollout_with_analysis_abort_retry_and_alert_as_the_chart_identity(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity = ChartIdentity(cluster, tmp_path, {"alerts": {"enabled": True}})
+    kubeconfig = identity.install()
+    args = identity.deployment_args()
+    assert any(a.startswith("--alert-token-secret=") for a in args)
+    monkeypatch.setattr(
+        test_analysis, "Operator", lambda _kc, ns, log: Operator(kubeconfig, ns, log)
+    )
+    s = Stage(cluster, tmp_path, args)
+    try:
+        s.start_canary()
+        wait_for("canary at 50", lambda: cluster.status("shop").get("canaryWeight") == 50)
+        before = cluster.rollout("shop")
+        s.canary.set(error_rate=0.2)
+        aborted(s, "AnalysisFailed")
+        after = cluster.rollout("shop")
+        assert after["spec"] == before["spec"]
+        assert after["metadata"]["generation"] == before["metadata"]["generation"]
+
+        s.canary.set(error_rate=0.0)
+        cluster.action("retry", "shop")
+        wait_for(
+            "retried: canary at 50 again",
+            lambda: (
+                cluster.status("shop").get("canaryWeight") == 50
+                and not cluster.status("shop").get("abort")
+            ),
+            timeout=90,
+        )
+        secret = cluster.get("secret", f"{identity.release}-sluice-alert-token")
+        assert secret is not None
+        token = base64.b64decode(secret["data"]["token"]).decode()
+        code, body = post_alert(s, token, alert(cluster.namespace))
+        assert code == 200, body
+        aborted(s, "AlertFired")
+        assert cluster.rollout("shop")["spec"] == before["spec"]
+
+        log = s.operator.log.read_text()
+        denied = [line for line in log.splitlines() if "Forbidden" in line or "forbidden" in line]
+        assert denied == [], "\n".join(denied[:5])
+    finally:
+        s.close()
+        identity.close()
