@@ -25,8 +25,8 @@ import pytest
 
 from tests.e2e.chart_identity import ChartIdentity
 from tests.e2e.conftest import Cluster, Operator, wait_for
-from tests.e2e.writes import History
 from tests.e2e.test_canary import at_step, healthy_v1
+from tests.e2e.writes import History
 
 pytestmark = pytest.mark.e2e
 pytest.importorskip("helm_python")

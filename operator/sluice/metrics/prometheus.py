@@ -53,7 +53,6 @@ def _pool(url: str) -> ThreadPoolExecutor:
     return pool
 
 
-
 def escape_label_value(value: str) -> str:
     """``value`` made safe inside a double-quoted PromQL label matcher: ``{l="<here>"}``.
 
