@@ -73,7 +73,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # Sluice posts its own Events, through the capped client
     settings.watching.server_timeout = 600
     settings.networking.request_timeout = 60
-    settings.scanning.disabled = True  # a fixed set of resources: no CRD/namespace watch (RBAC)
+    # Scanning on: a router CRD installed after Sluice starts is watched from then on. Without
+    # the RBAC for it (CRDs list/watch, namespaces) kopf says so and keeps what it found.
     kube = Kube(load_config(OPTIONS.kubeconfig, OPTIONS.api_limit), OPTIONS.api_limit)
     STATE["kube"] = kube
     # Health, metrics and the webhook are served at once, by a standby too (/readyz: 200).

@@ -94,7 +94,11 @@ def test_cluster_mode_grants_exactly_the_calls_sluice_makes() -> None:
     objects = render()
     role = one(objects, "ClusterRole")
     grants = _grants(role)
-    expected = {**WORKLOAD_RULES, ("sluice.dev", "clusteranalysistemplates"): {"get"}}
+    expected = {
+        **WORKLOAD_RULES,
+        ("sluice.dev", "clusteranalysistemplates"): {"get"},
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    }
     assert grants == expected
     binding = one(objects, "ClusterRoleBinding")
     assert binding["roleRef"] == {
@@ -136,15 +140,21 @@ def test_namespaced_mode_uses_roles_in_each_namespace_only() -> None:
             if b["metadata"]["namespace"] == ns and b["roleRef"]["kind"] == "Role"
         )
         assert binding["subjects"][0]["namespace"] == "sluice-system"
-    # the only cluster-scoped grant: reading ClusterAnalysisTemplates
+    # the only cluster-scoped grants: watching CRDs and reading ClusterAnalysisTemplates
     cluster_roles = of_kind(objects, "ClusterRole")
     assert [_grants(r) for r in cluster_roles] == [
-        {("sluice.dev", "clusteranalysistemplates"): {"get"}}
+        {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}},
+        {("sluice.dev", "clusteranalysistemplates"): {"get"}},
     ]
     args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
     # switching that off too leaves no cluster-scoped RBAC at all
-    strict = render({**COMBINATIONS["namespaced"], "rbac": {"clusterAnalysisTemplates": False}})
+    strict = render(
+        {
+            **COMBINATIONS["namespaced"],
+            "rbac": {"clusterAnalysisTemplates": False, "watchCRDs": False},
+        }
+    )
     assert of_kind(strict, "ClusterRole") == [] and of_kind(strict, "ClusterRoleBinding") == []
 
 
