@@ -73,8 +73,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # Sluice posts its own Events, through the capped client
     settings.watching.server_timeout = 600
     settings.networking.request_timeout = 60
-    # Scanning on: a router CRD installed after Sluice starts is watched from then on. Without
-    # the RBAC for it (CRDs list/watch, namespaces) kopf says so and keeps what it found.
+    # Cluster-wide, scanning is on: a router CRD installed after Sluice starts is watched from
+    # then on (the chart grants CRD list/watch). With named namespaces it would also list
+    # every namespace, which a namespaced install may not: the kinds found at start are kept.
+    settings.scanning.disabled = bool(OPTIONS.namespaces)
     kube = Kube(load_config(OPTIONS.kubeconfig, OPTIONS.api_limit), OPTIONS.api_limit)
     STATE["kube"] = kube
     # Health, metrics and the webhook are served at once, by a standby too (/readyz: 200).

@@ -140,21 +140,15 @@ def test_namespaced_mode_uses_roles_in_each_namespace_only() -> None:
             if b["metadata"]["namespace"] == ns and b["roleRef"]["kind"] == "Role"
         )
         assert binding["subjects"][0]["namespace"] == "sluice-system"
-    # the only cluster-scoped grants: watching CRDs and reading ClusterAnalysisTemplates
+    # the only cluster-scoped grant: reading ClusterAnalysisTemplates
     cluster_roles = of_kind(objects, "ClusterRole")
     assert [_grants(r) for r in cluster_roles] == [
-        {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}},
-        {("sluice.dev", "clusteranalysistemplates"): {"get"}},
+        {("sluice.dev", "clusteranalysistemplates"): {"get"}}
     ]
     args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
     # switching that off too leaves no cluster-scoped RBAC at all
-    strict = render(
-        {
-            **COMBINATIONS["namespaced"],
-            "rbac": {"clusterAnalysisTemplates": False, "watchCRDs": False},
-        }
-    )
+    strict = render({**COMBINATIONS["namespaced"], "rbac": {"clusterAnalysisTemplates": False}})
     assert of_kind(strict, "ClusterRole") == [] and of_kind(strict, "ClusterRoleBinding") == []
 
 

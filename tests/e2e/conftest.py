@@ -204,45 +204,7 @@ class Operator:
                 self.proc.kill()
 
 
-@pytest.fixture(scope="session")
-def kubeconfig() -> str:
-    path = _kubeconfig()
-    env = {**os.environ, "KUBECONFIG": path}
-    subprocess.run(
-        ["kubectl", "apply", "-f", str(ROOT / "crds")],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=60,
-    )
-    # Polled rather than `kubectl wait`: a newer kubectl fails on a CRD with no conditions yet.
-    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
-    for crd in ("rollouts", "analysisruns", "analysistemplates", "clusteranalysistemplates"):
-        wait_for(
-            f"CRD {crd}.sluice.dev Established",
-            lambda crd=crd: (
-                subprocess.run(
-                    ["kubectl", "get", "crd", f"{crd}.sluice.dev", "-o", f"jsonpath={jsonpath}"],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                ).stdout.strip()
-                == "True"
-            ),
-        )
-    return path
-
-
-SHARED = Path(os.environ.get("SLUICE_SHARED", ROOT.parent / "shared"))
-ROUTER_CRDS = {
-    "istio": ["virtualservices.networking.istio.io", "destinationrules.networking.istio.io"],
-    "gateway-api": ["httproutes.gateway.networking.k8s.io"],
-    "smi": ["trafficsplits.split.smi-spec.io"],
-}
-
-
-@pytest.fixture(scope="session")
-def router_crds(kubeconfig: str) -> str:
+def install_router_crds(kubeconfig: str) -> None:
     """The real Istio, Gateway API and SMI CRDs (../shared/crds), installed once.
 
     `create --validate=false`: v1.20's kubectl refuses their CEL rules, which the server
@@ -277,6 +239,50 @@ def router_crds(kubeconfig: str) -> str:
             ),
             timeout=60,
         )
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    path = _kubeconfig()
+    env = {**os.environ, "KUBECONFIG": path}
+    subprocess.run(
+        ["kubectl", "apply", "-f", str(ROOT / "crds")],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    # Polled rather than `kubectl wait`: a newer kubectl fails on a CRD with no conditions yet.
+    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+    for crd in ("rollouts", "analysisruns", "analysistemplates", "clusteranalysistemplates"):
+        wait_for(
+            f"CRD {crd}.sluice.dev Established",
+            lambda crd=crd: (
+                subprocess.run(
+                    ["kubectl", "get", "crd", f"{crd}.sluice.dev", "-o", f"jsonpath={jsonpath}"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
+                == "True"
+            ),
+        )
+    # Before any operator starts: a namespaced operator watches the kinds it finds at start.
+    install_router_crds(path)
+    return path
+
+
+SHARED = Path(os.environ.get("SLUICE_SHARED", ROOT.parent / "shared"))
+ROUTER_CRDS = {
+    "istio": ["virtualservices.networking.istio.io", "destinationrules.networking.istio.io"],
+    "gateway-api": ["httproutes.gateway.networking.k8s.io"],
+    "smi": ["trafficsplits.split.smi-spec.io"],
+}
+
+
+@pytest.fixture(scope="session")
+def router_crds(kubeconfig: str) -> str:
+    """The router CRDs: installed with the cluster (see `kubeconfig`)."""
     return kubeconfig
 
 
