@@ -230,6 +230,9 @@ class JudgeResult(Model):
     upper: float = Field(description="Upper bound (may be +inf).")
     e_value: float = Field(description="Evidence of a regression; fails at >= 1/alpha.")
     p_value: float = Field(description="Anytime-valid p-value, min(1, 1/e).")
+    bound: float | None = Field(
+        default=None, description="latency: the bucket bound (le) with the most evidence."
+    )
     e_value_equal: float | None = Field(
         default=None, description="latency: e-value against equal distributions (reported)."
     )

@@ -110,32 +110,42 @@ def log_e(loglik: Array, tolerance: float, direction: Direction) -> Array:
     return np.asarray(np.logaddexp(up, down) - np.log(2.0), dtype=np.float64)
 
 
-def _two_sided_weights() -> Array:
-    """(GRID, GRID) log prior weights: row j is the mixture for the point null GRID[j]."""
+def _one_sided_weights(side: Literal["increase", "decrease"]) -> Array:
+    """(GRID, GRID) log prior weights: row j is the mixture against the null at GRID[j]."""
     idx = np.arange(GRID.size)
-    return np.stack([_prior(j, idx != j) for j in range(GRID.size)])
+    rows = [
+        _prior(j, idx > j if side == "increase" else idx < j)
+        if (j < GRID.size - 1 if side == "increase" else j > 0)
+        else np.full(GRID.size, -np.inf)
+        for j in range(GRID.size)
+    ]
+    return np.stack(rows)
 
 
-_TWO_SIDED = _two_sided_weights()
+_UP, _DOWN = _one_sided_weights("increase"), _one_sided_weights("decrease")
 
 
 def confidence_sequence(loglik: Array, alpha: float) -> tuple[float, float, float]:
     """(estimate, lower, upper) of the ratio of error rates for one stream.
 
-    The interval is the hull of the grid ratios a two-sided mixture test does not reject
-    at `alpha`; a bound at the grid's edge is reported as 0 or infinity (e.g. a baseline
-    without a single error gives no upper bound). The estimate is the grid's maximum
+    The lower bound is the smallest grid ratio that the one-sided test `rho <= r` does not
+    reject at `alpha`, the upper bound likewise from `rho >= r`: each holds at all times
+    with probability >= 1 - alpha (both: 1 - 2 alpha), and "lower > 1 + tolerance" agrees
+    with an `increase` failure. A bound at the grid's edge is reported as 0 or infinity
+    (a baseline without errors gives no upper bound). The estimate is the grid's maximum
     likelihood ratio (1 before any evidence).
     """
     ll = np.asarray(loglik, dtype=np.float64)
     if not np.any(ll):
         return 1.0, 0.0, float("inf")
-    e = logsumexp(ll[None, :] + _TWO_SIDED, axis=-1) - ll
-    kept = np.flatnonzero(e < np.log(1.0 / alpha))
-    best = float(np.exp(GRID[int(np.argmax(ll))]))
-    if kept.size == 0:  # all rejected: the truth is off the grid, beside the best point
-        kept = np.array([int(np.argmax(ll))])
-    lo, hi = int(kept[0]), int(kept[-1])
+    level = np.log(1.0 / alpha)
+    up = logsumexp(ll[None, :] + _UP, axis=-1) - ll  # -inf at the top edge: never rejected
+    down = logsumexp(ll[None, :] + _DOWN, axis=-1) - ll
+    best = int(np.argmax(ll))
+    kept_up = np.flatnonzero(up < level)
+    kept_down = np.flatnonzero(down < level)
+    lo = int(kept_up[0]) if kept_up.size else best
+    hi = int(kept_down[-1]) if kept_down.size else best
     lower = 0.0 if lo == 0 else float(np.exp(GRID[lo]))
     upper = float("inf") if hi == GRID.size - 1 else float(np.exp(GRID[hi]))
-    return best, lower, upper
+    return float(np.exp(GRID[best])), lower, upper
