@@ -163,3 +163,32 @@ def test_observe_drives_a_judge_from_answers() -> None:
     assert result.verdict == "Fail" and result.bound == 1.0  # 20 % vs 2 % above 1 s
     assert result.quantiles[0].canary == pytest.approx(result.quantiles[0].baseline)
     assert np.isfinite(result.e_value_equal or 0.0)
+
+
+def _verdict(spec: JudgeMetric, verdict: str, final: bool = True):
+    state = _feed(spec, [(1, 100, 1, 100)] * 6 if verdict == "Pass" else [(9, 100, 0, 100)] * 3)
+    result = judge.result(spec, state)
+    assert result.verdict == verdict
+    return result.model_copy(update={"final": final})
+
+
+def test_scorecard_weights_and_critical_metrics() -> None:
+    from sluice.api.judge import JudgeScore
+    from sluice.stats.score import score
+
+    heavy, light = _errors(weight=3), _errors(weight=1)
+    card = JudgeScore(pass_score=90, marginal_score=70)
+    ok = [("a", heavy, _verdict(heavy, "Pass")), ("b", light, _verdict(light, "Pass"))]
+    assert score(ok, card).verdict == "Pass"
+    marginal = [("a", heavy, _verdict(heavy, "Pass")), ("b", light, _verdict(light, "Fail"))]
+    got = score(marginal, card)
+    assert (got.verdict, got.final, got.score) == ("Inconclusive", True, 75.0)
+    bad = [("a", heavy, _verdict(heavy, "Fail")), ("b", light, _verdict(light, "Pass"))]
+    assert score(bad, card).verdict == "Fail"
+    critical = _errors(critical=True, weight=1)
+    early = [("a", heavy, _verdict(heavy, "Pass", final=False)),
+             ("c", critical, _verdict(critical, "Fail"))]  # fmt: skip
+    assert score(early, card).verdict == "Fail" and "critical" in score(early, card).message
+    assert score(early[:1], card).final is False
+    with pytest.raises(ValidationError):
+        JudgeScore(pass_score=50, marginal_score=60)

@@ -274,3 +274,28 @@ def _pct(value: float | None) -> str:
 
 def _num(value: float) -> str:
     return "inf" if value == float("inf") else "-inf" if value == float("-inf") else f"{value:.3g}"
+
+
+class JudgeScore(Model):
+    """A Kayenta-like scorecard over an analysis' judge metrics (by their weights)."""
+
+    pass_score: float = Field(
+        default=100,
+        ge=0,
+        le=100,
+        description="Score (percent of the weight that passed) at or above which the "
+        "analysis passes. Default 100: every judge metric must pass.",
+    )
+    marginal_score: float = Field(
+        default=75,
+        ge=0,
+        le=100,
+        description="At or above this, and below passScore, the analysis is Inconclusive "
+        "(held for a human); below it, it fails. Default 75.",
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> JudgeScore:
+        if self.marginal_score > self.pass_score:
+            raise ValueError("marginalScore must not exceed passScore")
+        return self
