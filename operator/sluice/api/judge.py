@@ -202,6 +202,8 @@ class JudgeState(Model):
     log_e_down: list[float] = Field(
         default_factory=list, description="latency: log e-value 'faster' per bucket bound."
     )
+    log_m_up: float = Field(default=0, description="latency: combined log e-value 'slower'.")
+    log_m_down: float = Field(default=0, description="latency: combined log e-value 'faster'.")
 
 
 class QuantileShift(Model):

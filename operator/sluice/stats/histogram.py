@@ -7,9 +7,11 @@ A histogram's bucket increments over an interval are multinomial counts. Two tes
   all slow requests of the interval are Binomial with the ratio of the two tail fractions
   (see `sluice.stats.counts`). Each bound gets a predictable plug-in likelihood ratio (the
   alternative is estimated from earlier intervals only, so each factor has expectation
-  <= 1 under the null); the e-value is their average over bounds, itself an e-value. A
+  <= 1 under the null). A
   heavier tail with the same median shows at the upper bounds and is caught; conditioning
-  per interval keeps the test valid under drift that hits both versions alike.
+  per interval keeps the test valid under drift that hits both versions alike. The
+  bounds' evidence is combined by predictable weights (each bound's wealth so far, among
+  the bounds in the informative tail band), which is an e-value again.
 * **Equality in distribution**: a Dirichlet-multinomial mixture over canary and baseline
   bucket probabilities against the pooled maximum likelihood (Lindon & Malek, "Anytime-
   valid inference for multinomial count data", NeurIPS 2022; the maximum-likelihood
@@ -29,11 +31,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import betaln, gammaln
+from scipy.special import betaln, gammaln, logsumexp
 
 from sluice.stats.counts import Array, Direction
 
 MAX_LOG_RATIO = 3.0  # plug-in alternatives are clipped to tail ratios of e^3 = 20
+TAIL_BAND = (0.002, 0.5)  # bounds between the median and p99.8 carry the evidence
 _F_GRID = 1.0 / (1.0 + np.exp(-np.linspace(-14.0, 14.0, 4001)))  # F values, logit-spaced
 
 
@@ -58,18 +61,39 @@ def _plug_in_log_ratio(
 
 @dataclass(frozen=True)
 class TailState:
-    """Cumulative bucket counts (..., K) and log e-values per bound (..., K-1) per side."""
+    """Cumulative bucket counts (..., K), log e-values per bound (..., K-1) per side, and
+    the combined log e-value per side (...)."""
 
     canary: Array
     baseline: Array
     log_e_up: Array
     log_e_down: Array
+    log_m_up: Array
+    log_m_down: Array
 
     @staticmethod
     def empty(buckets: int, shape: tuple[int, ...] = ()) -> TailState:
         z = np.zeros((*shape, buckets))
         b = np.zeros((*shape, buckets - 1))
-        return TailState(z, z.copy(), b, b.copy())
+        m = np.zeros(shape)
+        return TailState(z, z.copy(), b, b.copy(), m, m.copy())
+
+
+def _weights(prev: Array, pooled_tail: Array, pooled_n: Array) -> Array:
+    """Predictable log weights of the bounds for the next interval.
+
+    Each bound's share of the combined wealth is its own wealth so far (as an average of
+    e-processes), restricted to the bounds whose pooled tail share, from earlier intervals
+    only, lies in TAIL_BAND: bounds that (nearly) nobody exceeds, or nearly everybody,
+    carry no evidence and would only dilute it. Any predictable weights summing to 1 keep
+    the combination a supermartingale.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = pooled_tail / pooled_n[..., None]
+    band = (q >= TAIL_BAND[0]) & (q <= TAIL_BAND[1])
+    band = np.where(band.any(axis=-1, keepdims=True), band, True)
+    logv = np.where(band, prev, -np.inf)
+    return np.asarray(logv - logsumexp(logv, axis=-1, keepdims=True), dtype=np.float64)
 
 
 def update(
@@ -86,30 +110,25 @@ def update(
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where((nc > 0) & (nb > 0), np.log(nc) - np.log(nb), 0.0)
     offset = ratio[..., None]
-    out = []
-    for side, g0, prev in (
-        ("increase", float(np.log1p(tolerance)), state.log_e_up),
-        ("decrease", -float(np.log1p(tolerance)), state.log_e_down),
+    out, combined = [], []
+    for side, g0, prev, prev_m in (
+        ("increase", float(np.log1p(tolerance)), state.log_e_up, state.log_m_up),
+        ("decrease", -float(np.log1p(tolerance)), state.log_e_down, state.log_m_down),
     ):
         g = _plug_in_log_ratio(cum_tc, cum_nc, cum_tb, cum_nb, g0, side)
         step = xc * (g - g0) - (xc + xb) * (
             np.logaddexp(0.0, g + offset) - np.logaddexp(0.0, g0 + offset)
         )
-        out.append(prev + np.where(informative, step, 0.0))
-    return TailState(state.canary + c, state.baseline + b, out[0], out[1])
-
-
-def _mean_e(log_e: Array) -> Array:
-    k = log_e.shape[-1]
-    top = np.max(log_e, axis=-1, keepdims=True)
-    return np.asarray(
-        np.log(np.exp(log_e - top).sum(axis=-1)) + top[..., 0] - np.log(k), dtype=np.float64
-    )
+        step = np.where(informative, step, 0.0)
+        logv = _weights(prev, cum_tc + cum_tb, cum_nc + cum_nb)
+        combined.append(prev_m + logsumexp(logv + step, axis=-1))
+        out.append(prev + step)
+    return TailState(state.canary + c, state.baseline + b, out[0], out[1], combined[0], combined[1])
 
 
 def log_e(state: TailState, direction: Direction) -> Array:
     """log e-value that the canary is slower (increase), faster (decrease) or either."""
-    up, down = _mean_e(state.log_e_up), _mean_e(state.log_e_down)
+    up, down = state.log_m_up, state.log_m_down
     if direction == "increase":
         return up
     if direction == "decrease":

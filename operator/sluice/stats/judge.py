@@ -65,13 +65,7 @@ def add_buckets(
     tolerance: float,
 ) -> JudgeState:
     """One interval's per-bucket (non-cumulative) request counts of each side."""
-    tail = histogram.TailState(
-        np.asarray(state.canary_buckets),
-        np.asarray(state.baseline_buckets),
-        np.asarray(state.log_e_up),
-        np.asarray(state.log_e_down),
-    )
-    new = histogram.update(tail, canary, baseline, tolerance)
+    new = histogram.update(_tail(state), canary, baseline, tolerance)
     n_c, n_b = float(sum(canary)), float(sum(baseline))
     return state.model_copy(
         update={
@@ -79,11 +73,24 @@ def add_buckets(
             "baseline_buckets": [float(v) for v in new.baseline],
             "log_e_up": _rounded(new.log_e_up),
             "log_e_down": _rounded(new.log_e_down),
+            "log_m_up": round(float(new.log_m_up), _DIGITS),
+            "log_m_down": round(float(new.log_m_down), _DIGITS),
             "intervals": state.intervals + int(n_c > 0 or n_b > 0),
             "elapsed_seconds": state.elapsed_seconds + seconds,
             "canary_total": state.canary_total + n_c,
             "baseline_total": state.baseline_total + n_b,
         }
+    )
+
+
+def _tail(state: JudgeState) -> histogram.TailState:
+    return histogram.TailState(
+        np.asarray(state.canary_buckets),
+        np.asarray(state.baseline_buckets),
+        np.asarray(state.log_e_up),
+        np.asarray(state.log_e_down),
+        np.asarray(state.log_m_up),
+        np.asarray(state.log_m_down),
     )
 
 
@@ -149,8 +156,7 @@ def _latency(
     assert spec.latency is not None
     bounds = np.asarray(spec.latency.buckets)
     c, b = np.asarray(state.canary_buckets), np.asarray(state.baseline_buckets)
-    tail = histogram.TailState(c, b, np.asarray(state.log_e_up), np.asarray(state.log_e_down))
-    log_e = float(histogram.log_e(tail, spec.direction))
+    log_e = float(histogram.log_e(_tail(state), spec.direction))
     side = np.asarray(state.log_e_down if spec.direction == "decrease" else state.log_e_up)
     if spec.direction == "either":
         side = np.maximum(np.asarray(state.log_e_up), np.asarray(state.log_e_down))
