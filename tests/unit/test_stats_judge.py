@@ -192,3 +192,25 @@ def test_scorecard_weights_and_critical_metrics() -> None:
     assert score(early[:1], card).final is False
     with pytest.raises(ValidationError):
         JudgeScore(pass_score=50, marginal_score=60)
+
+
+def test_results_round_trip_through_json_with_unbounded_intervals() -> None:
+    from sluice.api.judge import JudgeResult
+
+    spec = _errors()
+    result = judge.result(spec, _feed(spec, [(5, 100, 0, 100)] * 3))  # no baseline error
+    assert result.upper is None  # no upper bound without a baseline error: not +inf
+    assert "inf" not in result.model_dump_json()
+    assert JudgeResult.model_validate_json(result.model_dump_json()) == result
+    empty = JudgeMetric.model_validate({"latency": {"buckets": [0.1]}})
+    shifts = judge.result(empty, judge.start(empty)).quantiles
+    assert shifts[0].canary is None and "n/a" in judge.result(empty, judge.start(empty)).message()
+
+
+def test_directions_of_a_counter_ratio() -> None:
+    fewer = [(0, 100, 6, 100)] * 4  # the canary has fewer bad events than the baseline
+    results = {
+        d: judge.result(_errors(direction=d), _feed(_errors(direction=d), fewer)).verdict
+        for d in ("increase", "decrease", "either")
+    }
+    assert results == {"increase": "Inconclusive", "decrease": "Fail", "either": "Fail"}

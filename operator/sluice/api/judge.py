@@ -11,6 +11,7 @@ each verdict. The statistics are in `sluice.stats`; PromQL and glue in
 
 from __future__ import annotations
 
+import math
 from itertools import pairwise
 from typing import Literal
 
@@ -210,10 +211,10 @@ class QuantileShift(Model):
     """A quantile of each version and the shift, with an anytime-valid interval."""
 
     quantile: float = Field(description="E.g. 0.99.")
-    canary: float = Field(description="The canary's, interpolated within buckets.")
-    baseline: float = Field(description="The baseline's.")
-    lower: float = Field(description="Lower bound of canary - baseline (may be -inf).")
-    upper: float = Field(description="Upper bound of canary - baseline (may be +inf).")
+    canary: float | None = Field(description="The canary's, interpolated within buckets.")
+    baseline: float | None = Field(description="The baseline's (null: no data).")
+    lower: float | None = Field(description="Lower bound of canary - baseline (null: none).")
+    upper: float | None = Field(description="Upper bound of canary - baseline (null: none).")
 
 
 class JudgeResult(Model):
@@ -229,7 +230,7 @@ class JudgeResult(Model):
     baseline_rate: float | None = Field(default=None, description="counts: baseline error rate.")
     estimate: float = Field(description="Ratio of rates (counts) or of tail shares (latency).")
     lower: float = Field(description="Lower bound of the estimate's confidence sequence.")
-    upper: float = Field(description="Upper bound (may be +inf).")
+    upper: float | None = Field(description="Upper bound (null: unbounded).")
     e_value: float = Field(description="Evidence of a regression; fails at >= 1/alpha.")
     p_value: float = Field(description="Anytime-valid p-value, min(1, 1/e).")
     bound: float | None = Field(
@@ -255,7 +256,7 @@ class JudgeResult(Model):
             )
         else:
             shifts = ", ".join(
-                f"p{q.quantile * 100:g} {q.canary:.4g} vs {q.baseline:.4g} "
+                f"p{q.quantile * 100:g} {_num(q.canary, 4)} vs {_num(q.baseline, 4)} "
                 f"(shift [{_num(q.lower)}, {_num(q.upper)}])"
                 for q in self.quantiles
             )
@@ -274,8 +275,13 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2%}"
 
 
-def _num(value: float) -> str:
-    return "inf" if value == float("inf") else "-inf" if value == float("-inf") else f"{value:.3g}"
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}g}"
+
+
+def finite(value: float) -> float | None:
+    """A number for the status (JSON has no infinity or NaN): None when unbounded or none."""
+    return value if math.isfinite(value) else None
 
 
 class JudgeScore(Model):

@@ -13,7 +13,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from sluice.api.duration import parse_duration
-from sluice.api.judge import JudgeMetric, JudgeResult, JudgeState, QuantileShift, Verdict
+from sluice.api.judge import (
+    JudgeMetric,
+    JudgeResult,
+    JudgeState,
+    QuantileShift,
+    Verdict,
+    finite,
+)
 from sluice.stats import counts, histogram
 
 _DIGITS = 6  # persisted log-likelihoods: enough for e-values, small in the status
@@ -139,7 +146,7 @@ def result(spec: JudgeMetric, state: JudgeState) -> JudgeResult:
         baseline_n=state.baseline_total,
         estimate=estimate,
         lower=lower,
-        upper=upper,
+        upper=finite(upper),
         e_value=e,
         p_value=min(1.0, 1.0 / e) if e > 0 else 1.0,
         tolerance=spec.tolerance,
@@ -173,10 +180,10 @@ def _latency(
         shifts.append(
             QuantileShift(
                 quantile=q,
-                canary=qc,
-                baseline=qb,
-                lower=lo_c - hi_b,
-                upper=hi_c - lo_b,
+                canary=finite(qc),
+                baseline=finite(qb),
+                lower=finite(lo_c - hi_b),
+                upper=finite(hi_c - lo_b),
             )
         )
     e_equal = math.exp(min(float(histogram.log_e_equal(c, b)), 700.0))
