@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -21,7 +21,7 @@ from tests.support.prometheus import PrometheusServer, hours_ago
 
 from sluice.analysis import sequential
 from sluice.analysis.measure import measure
-from sluice.analysis.template import builtin_values, render
+from sluice.analysis.template import builtin_values
 from sluice.api.analysis import Metric
 from sluice.api.judge import JudgeMetric, JudgeResult
 from sluice.metrics.prometheus import PrometheusProvider
@@ -93,9 +93,7 @@ def test_the_judge_fails_a_heavier_tail_that_a_p50_threshold_passes(
         for k in range(1, 31):  # every 30 s for 15 minutes, from T0 + 2 min
             at = T0 + timedelta(seconds=90 + 30 * k)
 
-            async def ask(template: str, at: datetime = at) -> list[float]:
-                return (await provider.query(render(template, VALUES), at)).values
-
+            ask = sequential.ask_with(provider, VALUES, at)
             state, result = await sequential.observe(judge, state, 30, ask)
             verdicts.append(result.verdict)
             taken = await measure(p50, _values, _provider, lambda at=at: at)

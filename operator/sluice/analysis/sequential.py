@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
+from sluice.analysis.template import render
 from sluice.api.judge import DEFAULT_BUCKETS, JudgeMetric, JudgeResult, JudgeState, Preset
+from sluice.metrics.base import MetricProvider
 from sluice.stats import judge as stats_judge
 
 Ask = Callable[[str], Awaitable[Sequence[float]]]  # a query template -> the answer's values
@@ -168,6 +171,15 @@ async def observe(
         baseline = buckets_of([count_of(a) for a in got[k:]])
         st = stats_judge.add_buckets(st, interval_seconds, canary, baseline, judge.tolerance)
     return st, stats_judge.result(judge, st)
+
+
+def ask_with(provider: MetricProvider, values: Mapping[str, str], at: datetime | None) -> Ask:
+    """An `Ask` for `observe`: render a template with `values`, query it at `at`."""
+
+    async def ask(template: str) -> Sequence[float]:
+        return (await provider.query(render(template, values), at)).values
+
+    return ask
 
 
 def metric_phase(result: JudgeResult) -> str:
