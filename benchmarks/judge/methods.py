@@ -8,7 +8,8 @@
   the interval's histogram), canary vs baseline, one-sided `mannwhitneyu` at alpha; once
   at the end of the 10-minute window, or peeked after every interval (also with the
   per-look level calibrated, from no-change runs, to alpha false alarms overall).
-* sequential: Sluice's judge (`sluice.stats`), checked after every interval.
+* sequential: Sluice's judge (`sluice.stats`), checked after every interval; also with
+  its level calibrated like the others', to compare misses at exactly alpha false alarms.
 A run that never fails passes at the end of the window (600 s).
 """
 
@@ -135,20 +136,31 @@ def calibrated_level(null: Streams, metric: str) -> float:
     return float(np.quantile(peeked_p(null, metric).min(axis=1), ALPHA, method="lower"))
 
 
-def sequential(s: Streams, metric: str, tolerance: float = 0.0) -> Outcome:
+def evidence(s: Streams, metric: str, tolerance: float = 0.0) -> npt.NDArray[np.float64]:
+    """(runs, intervals) the judge's log e-value after each interval; -inf before minSample."""
     runs = s.n_c.shape[0]
-    level = np.log(1 / ALPHA)
-    hit = np.zeros((runs, INTERVALS), dtype=bool)
-    enough = (np.cumsum(s.n_c, axis=1) >= MIN_SAMPLE) & (np.cumsum(s.n_b, axis=1) > 0)
+    log_e = np.zeros((runs, INTERVALS))
     if metric == "errors":
         ll = counts.empty((runs,))
         for t in range(INTERVALS):
             ll = counts.update(ll, s.x_c[:, t], s.n_c[:, t], s.x_b[:, t], s.n_b[:, t])
-            hit[:, t] = counts.log_e(ll, tolerance, "increase") >= level
+            log_e[:, t] = counts.log_e(ll, tolerance, "increase")
     else:
         assert s.h_c is not None and s.h_b is not None
         st = histogram.TailState.empty(BOUNDS.size + 1, (runs,))
         for t in range(INTERVALS):
             st = histogram.update(st, s.h_c[:, t], s.h_b[:, t], tolerance)
-            hit[:, t] = histogram.log_e(st, "increase") >= level
-    return _first(hit & enough)
+            log_e[:, t] = histogram.log_e(st, "increase")
+    enough = (np.cumsum(s.n_c, axis=1) >= MIN_SAMPLE) & (np.cumsum(s.n_b, axis=1) > 0)
+    return np.where(enough, log_e, -np.inf)
+
+
+def sequential(s: Streams, metric: str, level: float = float(np.log(1 / ALPHA))) -> Outcome:
+    """Fail at the first interval whose log e-value reaches `level` (log 1/alpha)."""
+    return _first(evidence(s, metric) >= level)
+
+
+def calibrated_evidence_level(null: Streams, metric: str) -> float:
+    """The log e-value level that exactly alpha of the no-change runs ever reach: only to
+    compare misses at equal false alarms (the judge itself needs no calibration)."""
+    return float(np.quantile(evidence(null, metric).max(axis=1), 1 - ALPHA, method="higher"))

@@ -26,7 +26,7 @@ def _null_of(s: Scenario) -> Scenario:
 
 def study(runs: int, seed: int) -> list[dict[str, str]]:
     rows = []
-    limits: dict[tuple[str, float, float], tuple[float, float]] = {}
+    limits: dict[tuple[str, float, float], tuple[float, float, float]] = {}
     for i, sc in enumerate(scenarios()):
         rng = np.random.default_rng([seed, i])
         key = (sc.metric, sc.canary_rps, sc.baseline_rps)
@@ -35,8 +35,9 @@ def study(runs: int, seed: int) -> list[dict[str, str]]:
             limits[key] = (
                 methods.calibrated_limit(null, sc.metric),
                 methods.calibrated_level(null, sc.metric),
+                methods.calibrated_evidence_level(null, sc.metric),
             )
-        limit, level = limits[key]
+        limit, level, evidence = limits[key]
         streams = generate(sc, runs, rng)
         judged: list[tuple[str, Method]] = [
             ("threshold", methods.threshold),
@@ -51,6 +52,7 @@ def study(runs: int, seed: int) -> list[dict[str, str]]:
                 partial(methods.mann_whitney_peeked, level=level),
             ),
             ("Sluice sequential", methods.sequential),
+            ("Sluice sequential, calibrated", partial(methods.sequential, level=evidence)),
         ]
         for name, method in judged:
             failed, seconds = method(streams, sc.metric)
