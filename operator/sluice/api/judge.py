@@ -252,17 +252,17 @@ class JudgeResult(Model):
             what = (
                 f"errors canary {_pct(self.canary_rate)} of {self.canary_n:.0f} vs baseline "
                 f"{_pct(self.baseline_rate)} of {self.baseline_n:.0f}; ratio {self.estimate:.3g} "
-                f"[{self.lower:.3g}, {_num(self.upper)}]"
+                f"[{self.lower:.3g}, {_num(self.upper, none='inf')}]"
             )
         else:
             shifts = ", ".join(
                 f"p{q.quantile * 100:g} {_num(q.canary, 4)} vs {_num(q.baseline, 4)} "
-                f"(shift [{_num(q.lower)}, {_num(q.upper)}])"
+                f"(shift [{_num(q.lower, none='-inf')}, {_num(q.upper, none='inf')}])"
                 for q in self.quantiles
             )
             what = (
                 f"latency n={self.canary_n:.0f}/{self.baseline_n:.0f}: {shifts}; tail ratio "
-                f"{self.estimate:.3g} [{self.lower:.3g}, {_num(self.upper)}]"
+                f"{self.estimate:.3g} [{self.lower:.3g}, {_num(self.upper, none='inf')}]"
             )
         return (
             f"{self.verdict}{'' if self.final else ' (hold)'}: {what}; e={self.e_value:.3g} "
@@ -275,8 +275,8 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2%}"
 
 
-def _num(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}g}"
+def _num(value: float | None, digits: int = 3, none: str = "n/a") -> str:
+    return none if value is None else f"{value:.{digits}g}"
 
 
 def finite(value: float) -> float | None:
