@@ -213,12 +213,25 @@ def test_prometheus_outage_follows_on_provider_error(stage: Stage, policy: str) 
         st = aborted(stage, "AnalysisError")
         assert "provider errors in a row" in st["abort"]["message"]
     elif policy == "pause":
+        # Held while Prometheus is down (within maxOutage, 10m by default)...
         wait_for(
-            "paused",
-            lambda: stage.cluster.condition("Paused", "shop").get("reason") == "AnalysisError",
+            "held for the provider",
+            lambda: (
+                stage.cluster.condition("Paused", "shop").get("reason") == "AnalysisProviderDown"
+            ),
             timeout=60,
         )
         assert stage.cluster.status("shop")["canaryWeight"] == 50  # held, not reverted
+        # ...and going on by itself when it is back: no human needed for a blip.
+        stage.prometheus.restart()
+        wait_for(
+            "resumed by itself",
+            lambda: (
+                stage.cluster.condition("Paused", "shop").get("reason") != "AnalysisProviderDown"
+            ),
+            timeout=60,
+        )
+        assert not (stage.cluster.status("shop").get("acknowledgedRuns") or [])
     else:
         wait_for(
             "Completed despite the outage",
@@ -390,3 +403,19 @@ def test_simulate_decides_like_the_operator(stage: Stage, tmp_path: Path) -> Non
     assert live["currentStepIndex"] == simulated["timeline"][-1]["step"]
     metric = "error-rate"
     assert metric in live["abort"]["message"] and metric in simulated["message"]
+
+
+def test_an_outage_longer_than_max_outage_pauses_for_a_human(stage: Stage) -> None:
+    for metric in stage.templates[0]["spec"]["metrics"]:
+        metric.update(onProviderError="pause", consecutiveErrorLimit=1, maxOutage="3s")
+        metric["provider"]["prometheus"]["timeout"] = "1s"
+    stage.start_canary()
+    wait_for("canary at 50", lambda: stage.cluster.status("shop").get("canaryWeight") == 50)
+    stage.prometheus.kill()
+    wait_for(
+        "paused for a human",
+        lambda: stage.cluster.condition("Paused", "shop").get("reason") == "AnalysisError",
+        timeout=60,
+    )
+    assert "longer than maxOutage 3s" in stage.cluster.condition("Paused", "shop")["message"]
+    assert stage.cluster.status("shop")["canaryWeight"] == 50

@@ -65,8 +65,10 @@ def test_inconclusive_and_errors() -> None:
     assert status.phase == "Inconclusive"
     _, status = run_with(metric(), ["Error"] * 5)
     assert status.phase == "Error" and status.on_error == "abort"
+    # pause: 2 minutes of errors are within the default maxOutage (10m): it holds and
+    # measures on (past maxOutage it is Error, on_error pause: see the tests below)
     _, status = run_with(metric(onProviderError="pause"), ["Error"] * 5)
-    assert status.on_error == "pause"
+    assert status.phase == "Holding" and status.metric_results[0].next_at is not None
     _, status = run_with(metric(onProviderError="ignore"), ["Error"] * 20)
     assert status.phase == "Running"
 
@@ -151,3 +153,28 @@ def test_hostile_arguments_cannot_change_the_query() -> None:
         assert "args.missing" in str(exc)
     else:
         raise AssertionError("a placeholder without a value must be refused")
+
+
+def test_a_provider_outage_holds_within_max_outage_and_resumes_by_itself() -> None:
+    m = metric(onProviderError="pause", consecutiveErrorLimit=1, maxOutage="2m")
+    _, status = run_with(m, ["Error", "Error"])  # past the limit, 30 s into the outage
+    assert status.phase == "Holding", status.message
+    assert "goes on by itself" in status.message and "maxOutage 2m" in status.message
+    assert status.metric_results[0].next_at is not None  # it keeps measuring
+    _, status = run_with(m, ["Error", "Error", "Error", "Successful"])  # back within 2m
+    assert status.phase == "Running" and status.metric_results[0].consecutive_error == 0
+    assert status.metric_results[0].error_since is None
+
+
+def test_an_outage_past_max_outage_pauses_for_a_human() -> None:
+    m = metric(onProviderError="pause", consecutiveErrorLimit=1, maxOutage="1m")
+    _, status = run_with(m, ["Error"] * 4)  # 0, 30, 60 s: the third look is past 1m
+    assert status.phase == "Error" and status.on_error == "pause"
+    assert "longer than maxOutage 1m" in status.message
+    assert status.metric_results[0].next_at is None
+
+
+def test_abort_on_provider_error_does_not_hold() -> None:
+    m = metric(onProviderError="abort", consecutiveErrorLimit=1, maxOutage="10m")
+    _, status = run_with(m, ["Error", "Error"])
+    assert status.phase == "Error" and status.on_error == "abort"

@@ -839,3 +839,20 @@ def test_runs_of_attempts_older_than_the_history_limit_are_deleted() -> None:
     kept = {r.attempt for r in d.runs.values()}
     assert min(a for a in kept if a is not None) >= d.status.attempt - 2
     assert all(r.phase in ("Pending", "Running") or r.attempt is not None for r in d.runs.values())
+
+
+def test_a_background_run_holding_for_its_provider_holds_the_steps_and_resumes_by_itself() -> None:
+    d = bg_canary()  # at step 1 (a 10 s pause), the background run Running
+    d.set_run(BG, "Holding", "errors: 3 provider errors in a row for 20s: holding")
+    held = d.step(20)  # the pause is over, but the provider is down: no step is taken
+    assert d.status.phase == "Paused" and d.condition("Paused").reason == "AnalysisProviderDown"
+    assert d.status.current_step_index == 1 and d.status.abort is None
+    assert d.traffic == TrafficPlan(stable_slot="a", canary_slot="b", canary_weight=25)
+    assert ("Paused", "Warning") in events(held)
+    d.run(700, tick=100)  # a held rollout is not past its progress deadline either
+    assert d.status.phase == "Paused" and d.status.abort is None
+
+    d.set_run(BG, "Running", "errors: 0.001 < 0.02")  # the provider answers again
+    d.step(1)
+    assert d.status.current_step_index == 2 and d.status.phase != "Paused"
+    assert d.status.acknowledged_runs == []  # no human was needed

@@ -22,11 +22,11 @@ from sluice.api.analysis import (
     MetricResult,
 )
 from sluice.api.duration import parse_duration
-from sluice.engine.timefmt import fmt, parse
+from sluice.engine.timefmt import fmt, parse, since
 
 TERMINAL = ("Successful", "Failed", "Error", "Inconclusive")
 ERROR_RETRY_SECONDS = 10.0  # between provider errors of a metric without an interval
-_SEVERITY = ("Failed", "Error", "Inconclusive", "Running", "Pending", "Successful")
+_SEVERITY = ("Failed", "Error", "Holding", "Inconclusive", "Running", "Pending", "Successful")
 
 
 def _seconds(value: int | str | None) -> float:
@@ -83,7 +83,7 @@ def due(
     return ready, wait
 
 
-def _metric_phase(metric: Metric, r: dict[str, Any]) -> tuple[str, str]:
+def _metric_phase(metric: Metric, r: dict[str, Any], now: datetime) -> tuple[str, str]:
     limit = metric.total_failure_limit()
     last = r["measurements"][-1]["message"] if r["measurements"] else ""
     if (
@@ -107,11 +107,21 @@ def _metric_phase(metric: Metric, r: dict[str, Any]) -> tuple[str, str]:
         metric.on_provider_error != "ignore"
         and r["consecutive_error"] > metric.consecutive_error_limit
     ):
-        return (
-            "Error",
+        errors = (
             f"{r['consecutive_error']} provider errors in a row "
-            f"(consecutiveErrorLimit {metric.consecutive_error_limit}): {last}",
+            f"(consecutiveErrorLimit {metric.consecutive_error_limit})"
         )
+        if metric.on_provider_error == "pause":
+            down = since(r["error_since"], now) if r["error_since"] else 0.0
+            bound = _seconds(metric.max_outage)
+            if down < bound:
+                return (
+                    "Holding",
+                    f"{errors} for {down:.0f}s: holding, measuring on; goes on by itself if "
+                    f"the provider answers within maxOutage {metric.max_outage}: {last}",
+                )
+            errors += f", down for {down:.0f}s, longer than maxOutage {metric.max_outage}"
+        return "Error", f"{errors}: {last}"
     wanted = metric.measurements_wanted()
     if wanted is not None and r["count"] - r["error"] >= wanted:
         return "Successful", f"{r['successful']}/{r['count']} successful: {last}"
@@ -137,12 +147,14 @@ def record(
         if m.phase == "Error":
             r["error"] += 1
             r["consecutive_error"] += 1
+            r["error_since"] = r["error_since"] or fmt(now)  # the outage began
         else:
             r["consecutive_error"] = 0
+            r["error_since"] = None
             key = {"Successful": "successful", "Failed": "failed", "Inconclusive": "inconclusive"}
             r[key[m.phase]] += 1
             r["consecutive_failed"] = r["consecutive_failed"] + 1 if m.phase == "Failed" else 0
-        r["phase"], r["message"] = _metric_phase(metric, r)
+        r["phase"], r["message"] = _metric_phase(metric, r, now)
         r["message"] = bounds.clip(r["message"], bounds.MESSAGE + 200)
         interval = _seconds(metric.interval)
         if m.phase == "Error" and metric.interval is None:

@@ -295,7 +295,15 @@ class Metric(Model):
     on_provider_error: Literal["abort", "pause", "ignore"] = Field(
         default="abort",
         description="When errors exceed consecutiveErrorLimit (e.g. Prometheus is down): "
-        "abort the rollout, pause it for a human, or ignore errors. Default abort.",
+        "abort the rollout, pause it (holding, and going on by itself if the provider answers "
+        "again within maxOutage), or ignore errors. Default abort.",
+    )
+    max_outage: Annotated[Duration, within(MAX_INTERVAL)] = Field(
+        default="10m",
+        description="With onProviderError: pause, how long the rollout holds for a provider "
+        "that does not answer before it pauses for a human; measuring goes on meanwhile and "
+        "an answer resumes the rollout. At most 24h. Default 10m.",
+        json_schema_extra=_DURATION,
     )
     empty_result: Literal["inconclusive", "failure", "success"] = Field(
         default="inconclusive",
@@ -399,7 +407,8 @@ class AnalysisTemplate(Model):
 
 # ---------------------------------------------------------------- runs
 
-RunPhase = Literal["Pending", "Running", "Successful", "Failed", "Error", "Inconclusive"]
+# Holding: a provider is down (onProviderError: pause, within maxOutage); not a verdict.
+RunPhase = Literal["Pending", "Running", "Holding", "Successful", "Failed", "Error", "Inconclusive"]
 MeasurementPhase = Literal["Successful", "Failed", "Inconclusive", "Error"]
 
 
@@ -444,6 +453,9 @@ class MetricResult(Model):
     error: int = Field(default=0, description="Provider errors.")
     consecutive_failed: int = Field(default=0, description="Failed in a row, now.")
     consecutive_error: int = Field(default=0, description="Errors in a row, now.")
+    error_since: str | None = Field(
+        default=None, description="When the current run of provider errors began (RFC 3339)."
+    )
     message: str = Field(default="", description="Why the verdict, for humans.")
     next_at: str | None = Field(default=None, description="When the next measurement is due.")
     measurements: list[Measurement] = Field(

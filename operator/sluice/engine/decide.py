@@ -24,7 +24,7 @@ from sluice.api.rollout import (
     SlotStatus,
 )
 from sluice.engine import replicas as rep
-from sluice.engine.gates import PASS, Gate, alert_gate, alert_run_prefix, gate, run_name
+from sluice.engine.gates import LIVE, PASS, Gate, alert_gate, alert_run_prefix, gate, run_name
 from sluice.engine.hashing import template_hash
 from sluice.engine.steps import Progress, canary_scale, goal_weight, kind_of
 from sluice.engine.timefmt import fmt, fmt_seconds, parse, since
@@ -587,7 +587,7 @@ class _Decider:
         held = [
             name
             for name, run in self.obs.runs.items()
-            if run.revision == revision and run.phase in ("Inconclusive", "Error")
+            if run.revision == revision and run.phase in ("Inconclusive", "Error", "Holding")
         ]
         self.s.acknowledged_runs = sorted({*self.s.acknowledged_runs, *held})
 
@@ -657,7 +657,7 @@ class _Decider:
             if (
                 run.attempt is not None
                 and run.attempt < oldest
-                and run.phase not in ("Pending", "Running")
+                and run.phase not in LIVE
                 and name not in self.wanted_runs
                 and name != self.s.post_promotion_run
             ):
@@ -677,7 +677,7 @@ class _Decider:
         for name, run in sorted(self.obs.runs.items()):
             if (
                 run.kind != "alert"
-                and run.phase in ("Pending", "Running")
+                and run.phase in LIVE
                 and not run.terminating
                 and name not in self.wanted_runs
             ):

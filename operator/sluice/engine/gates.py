@@ -8,6 +8,7 @@ from typing import Literal
 from sluice.engine.types import RunObserved
 
 Verdict = Literal["pass", "wait", "abort", "pause"]
+LIVE = ("Pending", "Running", "Holding")  # phases of a run still measuring
 KIND_SUFFIX = {"background": "bg", "postPromotion": "post"}
 
 
@@ -35,6 +36,13 @@ def gate(name: str, run: RunObserved | None, acknowledged: list[str]) -> Gate:
         return WAIT
     if run.phase == "Successful" or name in acknowledged:
         return PASS
+    if run.phase == "Holding":
+        return Gate(
+            "pause",
+            "AnalysisProviderDown",
+            f"analysis run {name} is holding: {run.message}",
+            name,
+        )
     if run.phase == "Failed":
         return Gate("abort", "AnalysisFailed", f"analysis run {name} failed: {run.message}", name)
     if run.phase == "Error":
