@@ -194,17 +194,16 @@ def edit_http_route(
     rules = (out.get("spec") or {}).get("rules")
     if not isinstance(rules, list) or not rules:
         raise RouterProblem(f"{where}: has no rules (spec.rules)")
-    kept: list[tuple[int, Body]] = []
-    for index, rule in enumerate(rules):
-        if rule.get("name") in reserved:
-            if not _ours(rule, backends):
-                raise RouterProblem(
-                    f"{where}: rule {rule['name']!r} (spec.rules[{index}]) has a name listed "
-                    f"in {M.FIELD}.managedRoutes but is not a header rule Sluice added; "
-                    "rename one of them"
-                )
-            continue
-        kept.append((index, rule))
+    kept = M.outside_managed(
+        rules,
+        reserved,
+        lambda rule: _ours(rule, backends),
+        lambda index, rule: (
+            f"{where}: rule {rule['name']!r} (spec.rules[{index}]) has a name listed "
+            f"in {M.FIELD}.managedRoutes but is not a header rule Sluice added; "
+            "rename one of them"
+        ),
+    )
     weighted = [(i, r) for i, r in kept if _sends_to_stable(r, backends)]
     if not weighted:
         raise RouterProblem(
@@ -225,10 +224,7 @@ def edit_http_route(
         raise RouterProblem(
             f"{where}: {len(added)} header rules would take it past {MAX_RULES} rules (spec.rules)"
         )
-    first = weighted[0][0]
-    out["spec"]["rules"] = (
-        [r for i, r in kept if i < first] + added + [r for i, r in kept if i >= first]
-    )
+    out["spec"]["rules"] = M.ahead_of(kept, weighted[0][0], added)
     return out
 
 

@@ -214,17 +214,16 @@ def edit_virtual_service(
     http = (out.get("spec") or {}).get("http")
     if not isinstance(http, list) or not http:
         raise RouterProblem(f"{where}: has no http routes (spec.http)")
-    kept: list[tuple[int, Body]] = []
-    for index, route in enumerate(http):
-        if route.get("name") in reserved:
-            if not _ours(route, hosts):
-                raise RouterProblem(
-                    f"{where}: http route {route['name']!r} (spec.http[{index}]) has a name "
-                    f"listed in {M.FIELD}.managedRoutes but is not a header route Sluice "
-                    "added; rename one of them"
-                )
-            continue
-        kept.append((index, route))
+    kept = M.outside_managed(
+        http,
+        reserved,
+        lambda route: _ours(route, hosts),
+        lambda index, route: (
+            f"{where}: http route {route['name']!r} (spec.http[{index}]) has a name "
+            f"listed in {M.FIELD}.managedRoutes but is not a header route Sluice "
+            "added; rename one of them"
+        ),
+    )
     weighted = _weighted(kept, managed, where)
     canary: Body = {}
     for index, route in weighted:
@@ -232,10 +231,7 @@ def edit_virtual_service(
         canary = canary or {k: v for k, v in entry.items() if k != "weight"}
     sources = [r for _, r in weighted]
     added = [_header_route(r, sources, canary, where) for r in routes]
-    first = min(i for i, _ in weighted)
-    before = [r for i, r in kept if i < first]
-    after = [r for i, r in kept if i >= first]
-    out["spec"]["http"] = before + added + after
+    out["spec"]["http"] = M.ahead_of(kept, min(i for i, _ in weighted), added)
     return out
 
 

@@ -7,10 +7,12 @@ and no `\\s`, lookaround or backreference is used.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sluice.api.rollout import RolloutSpec
 from sluice.api.traffic import HeaderRoutingMatch
 from sluice.cluster.kube import Kube
-from sluice.routers.base import Body, ObjectRef, RouteContext
+from sluice.routers.base import Body, ObjectRef, RouteContext, RouterProblem
 
 _META = set("\\.+*?()|[]{}^$")
 FIELD = "spec.strategy.canary.trafficRouting"
@@ -102,3 +104,26 @@ def port_problem(ctx: RouteContext, service: str, port: object) -> str:
     if port in ports:
         return ""
     return f"port {port} is not a port of Service {service} (it has {ports})"
+
+
+def outside_managed(
+    entries: list[Body],
+    reserved: frozenset[str],
+    ours: Callable[[Body], bool],
+    clash: Callable[[int, Body], str],
+) -> list[tuple[int, Body]]:
+    """(index, entry) of the routes/rules that are not header routes Sluice added earlier.
+    An entry carrying a managed name that Sluice did not add is a clash: RouterProblem."""
+    kept: list[tuple[int, Body]] = []
+    for index, entry in enumerate(entries):
+        if entry.get("name") in reserved:
+            if not ours(entry):
+                raise RouterProblem(clash(index, entry))
+            continue
+        kept.append((index, entry))
+    return kept
+
+
+def ahead_of(kept: list[tuple[int, Body]], first: int, added: list[Body]) -> list[Body]:
+    """The kept entries with `added` inserted just before the one at index `first`."""
+    return [e for i, e in kept if i < first] + added + [e for i, e in kept if i >= first]
