@@ -41,6 +41,7 @@ class Options:
     kubeconfig: str | None = None
     alert_token_secret: str | None = None  # NAMESPACE/NAME[/KEY] of the webhook's bearer token
     leader: LeaderOptions | None = None  # None: act at once (one replica)
+    instance: str | None = None  # shard: the sluice.dev/controller-instance label it serves
 
 
 OPTIONS = Options()
@@ -84,7 +85,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     application.router.add_post("/v1/alerts", _alerts)
     STATE["runner"] = await server.serve(application, OPTIONS.host, OPTIONS.port)
     await _lead(kube)
-    controller = Controller(kube, workers=OPTIONS.workers)
+    controller = Controller(kube, workers=OPTIONS.workers, instance=OPTIONS.instance)
     executor = AnalysisExecutor(
         kube,
         controller.run_lookup,

@@ -761,10 +761,11 @@ def test_provider_errors_beyond_consecutive_error_limit(prom: PrometheusServer) 
         errorRate={"max": 0.05},
         consecutiveErrorLimit=2,
         onProviderError="pause",
+        maxOutage="1m",  # pause holds (measuring on) until the outage is this long
     )
     start = CHANGE - minutes(5)
     run = drive([m], start)
-    assert run.phases("error-rate") == ["Error"] * 3  # the 3rd is beyond the limit
+    assert run.phases("error-rate") == ["Error"] * 3  # the 3rd is beyond limit and maxOutage
     assert run.status.phase == "Error"
     assert run.status.on_error == "pause"
     assert run.status.finished_at == fmt(start + minutes(1))  # retried at the interval
@@ -774,11 +775,16 @@ def test_provider_errors_beyond_consecutive_error_limit(prom: PrometheusServer) 
     assert first.message.startswith(f"error: cannot reach Prometheus {dead}")
     assert first.query == ERROR_RATE_C1  # rendered before it was sent
     assert run.status.message.startswith(
-        "error-rate: 3 provider errors in a row (consecutiveErrorLimit 2): error: cannot reach"
+        "error-rate: 3 provider errors in a row (consecutiveErrorLimit 2), down for 60s, "
+        "longer than maxOutage 1m: error: cannot reach"
     )
 
     # The default onProviderError is abort, and consecutiveErrorLimit 4.
-    default = {k: v for k, v in m.items() if k not in ("consecutiveErrorLimit", "onProviderError")}
+    default = {
+        k: v
+        for k, v in m.items()
+        if k not in ("consecutiveErrorLimit", "onProviderError", "maxOutage")
+    }
     run = drive([default], start)
     assert (run.status.phase, run.status.on_error, len(run.taken)) == ("Error", "abort", 5)
 

@@ -25,6 +25,7 @@ def _run(args: argparse.Namespace) -> int:
     handlers.OPTIONS.api_limit = args.api_limit
     handlers.OPTIONS.kubeconfig = args.kubeconfig
     handlers.OPTIONS.alert_token_secret = args.alert_token_secret
+    handlers.OPTIONS.instance = args.instance
     if args.leader_elect:
         if not 0 < args.retry_period < args.renew_deadline < args.lease_duration:
             sys.stderr.write("need --retry-period < --renew-deadline < --lease-duration\n")
@@ -139,6 +140,11 @@ def parser() -> argparse.ArgumentParser:
         "--alert-token-secret",
         metavar="NAMESPACE/NAME[/KEY]",
         help="Secret with the bearer token of the alert webhook POST /v1/alerts (key: token)",
+    )
+    run.add_argument(
+        "--instance",
+        help="shard: act only on Rollouts labelled sluice.dev/controller-instance=INSTANCE "
+        "(default: only on Rollouts without that label)",
     )
     elect = run.add_argument_group("leader election (for more than one replica)")
     elect.add_argument(

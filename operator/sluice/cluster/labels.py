@@ -7,4 +7,5 @@ SLOT = f"{GROUP}/slot"  # a | b
 REVISION = f"{GROUP}/revision"  # template hash, on Deployments and their pods
 TEMPLATE_GENERATION = f"{GROUP}/template-generation"  # Deployment generation of that template
 ROLE = f"{GROUP}/role"  # on Services: root | stable | canary
+INSTANCE = f"{GROUP}/controller-instance"  # on a Rollout: the shard (operator) that owns it
 TRAFFIC = f"{GROUP}/traffic"  # on the root Service: the TrafficTarget last applied

@@ -92,8 +92,10 @@ class Controller:
         kube: Kube,
         workers: int = 8,
         clock: Callable[[], datetime] = _utcnow,
+        instance: str | None = None,
     ) -> None:
         self.kube = kube
+        self.instance = instance
         self.cache = Cache()
         self.queue: WorkQueue[Key] = WorkQueue()
         self.traffic_problems: dict[Key, str] = {}  # a router's apply refused, until it works
@@ -111,8 +113,18 @@ class Controller:
 
     # ------------------------------------------------------------ watch events
 
+    def mine(self, body: Body) -> bool:
+        """Is this Rollout in this operator's shard (its sluice.dev/controller-instance)?"""
+        return (body["metadata"].get("labels") or {}).get(L.INSTANCE) == self.instance
+
     def rollout_event(self, kind: str | None, body: Body) -> None:
         key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if kind != "DELETED" and not self.mine(body):
+            # Another shard's (or relabelled away): forgotten as if deleted, so that one
+            # Rollout is never acted on by two operators.
+            kind = "DELETED" if key in self.cache.rollouts else None
+            if kind is None:
+                return
         if kind == "DELETED":
             self.cache.drop_rollout(key)
             self.queue.forget(key)
@@ -525,7 +537,10 @@ class Controller:
     def run_lookup(self, key: tuple[str, str, str]) -> tuple[Body, Body | None] | None:
         """(namespace, rollout, run) -> the run's body and its Rollout's, from the cache."""
         body = self.cache.children.get((key[0], key[1]), {}).get(f"AnalysisRun/{key[2]}")
-        return None if body is None else (body, self.cache.rollouts.get((key[0], key[1])))
+        rollout = self.cache.rollouts.get((key[0], key[1]))
+        if body is None or rollout is None:
+            return None  # a run of another shard (or of a Rollout gone): not measured here
+        return body, rollout
 
     async def record_alert(self, alert: AlertAbort) -> str:
         """A firing alert becomes a Failed AnalysisRun of the revision it hurts."""
