@@ -1,0 +1,196 @@
+"""The kubectl plugin without a cluster: fast help, offline lint, undo's template, the view."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from sluice.cli.main import main
+from sluice.cli.undo import restore
+from sluice.cli.view import Snapshot, render
+from sluice.engine.hashing import template_hash
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = ROOT / "examples" / "rollout-basic.yaml"
+
+
+def test_help_imports_nothing_heavy() -> None:
+    code = (
+        "import sys\n"
+        "from sluice.cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'kubernetes', 'rich', 'pydantic', 'yaml', 'kopf', 'structlog', 'aiohttp'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "get" in out.stdout and "undo" in out.stdout and "lint" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_lint_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lint", str(GOOD)]) == 0
+    assert capsys.readouterr().out == f"{GOOD}: Rollout web: ok\n"
+
+
+def test_lint_names_each_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = GOOD.read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        text.replace("setWeight: 50", "setWeight: 10").replace(
+            "app: web\n  template", "app: x\n  template"
+        )
+        + "---\n"
+        + text.replace("name: web", "name: api").replace("replicas: 10", "replicas: -1")
+    )
+    assert main(["lint", str(bad)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2
+    assert out[0].startswith(f"{bad}: Rollout web: ")
+    assert "spec.strategy.canary.steps[2]" in out[0]  # weights that go down
+    assert out[1].startswith(f"{bad}: Rollout api: spec.replicas")
+
+
+def test_lint_of_a_broken_or_empty_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: Rollout\nspec: [\n")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("kind: ConfigMap\n")
+    assert main(["lint", str(broken), str(empty)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{broken}: ") and "while parsing" in out[0]
+    assert out[1] == f"{empty}: no Rollout or AnalysisTemplate in it"
+
+
+def test_usage_errors_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["status"])
+    assert info.value.code == 3
+    assert "the following arguments are required: name" in capsys.readouterr().err
+
+
+TEMPLATE = {
+    "metadata": {"labels": {"app": "web"}},
+    "spec": {
+        "containers": [
+            {
+                "name": "web",
+                "image": "nginx:1.27",
+                "imagePullPolicy": "IfNotPresent",  # the user wrote this default: it stays
+                "ports": [{"name": "http", "containerPort": 80}],
+                "readinessProbe": {"httpGet": {"path": "/", "port": 80}},
+            }
+        ]
+    },
+}
+
+
+def defaulted(template: dict[str, object]) -> dict[str, object]:
+    """What the Deployment API hands back: Sluice's labels and the server's defaults."""
+    out = json.loads(json.dumps(template))
+    out["metadata"]["labels"].update(
+        {"sluice.dev/rollout": "web", "sluice.dev/slot": "a", "sluice.dev/revision": "x"}
+    )
+    out["metadata"]["creationTimestamp"] = None
+    spec = out["spec"]
+    spec.update(restartPolicy="Always", terminationGracePeriodSeconds=30, dnsPolicy="ClusterFirst")
+    spec.update(securityContext={}, schedulerName="default-scheduler")
+    container = spec["containers"][0]
+    container.update(terminationMessagePath="/dev/termination-log", resources={})
+    container["terminationMessagePolicy"] = "File"
+    container["ports"][0]["protocol"] = "TCP"
+    container["readinessProbe"].update(
+        timeoutSeconds=1, periodSeconds=10, successThreshold=1, failureThreshold=3
+    )
+    return out
+
+
+def test_undo_restores_the_template_hash_for_hash() -> None:
+    revision = template_hash(TEMPLATE)
+    restored = restore(defaulted(TEMPLATE), revision)
+    assert restored == TEMPLATE
+    written = copy.deepcopy(TEMPLATE)
+    written["spec"]["dnsPolicy"] = "ClusterFirst"  # type: ignore[index]
+    assert restore(defaulted(written), template_hash(written)) == written
+
+
+def snapshot(weight: int, step: int) -> Snapshot:
+    rollout = {
+        "metadata": {"name": "web", "namespace": "team", "generation": 2},
+        "spec": {
+            "strategy": {
+                "canary": {
+                    "steps": [{"setWeight": 20}, {"pause": {"duration": "5s"}}, {"setWeight": 50}],
+                    "trafficRouting": {"istio": {"virtualService": {"name": "web-vs"}}},
+                }
+            }
+        },
+        "status": {
+            "phase": "Progressing",
+            "currentStepIndex": step,
+            "canaryWeight": weight,
+            "stableRevision": "aaaa",
+            "canaryRevision": "bbbb",
+            "stable": {"slot": "a", "revision": "aaaa", "replicas": 8, "readyReplicas": 8},
+            "canary": {"slot": "b", "revision": "bbbb", "replicas": 2, "readyReplicas": 1},
+        },
+    }
+    run = {
+        "metadata": {"name": "web-bbbb-1-step-2", "creationTimestamp": "2026-12-01T10:00:00Z"},
+        "spec": {
+            "kind": "step",
+            "metrics": [{"name": "error-rate", "errorRate": {"max": 0.02}}],
+        },
+        "status": {
+            "phase": "Running",
+            "metricResults": [
+                {
+                    "name": "error-rate",
+                    "phase": "Running",
+                    "successful": 3,
+                    "failed": 1,
+                    "measurements": [{"value": "0.031", "message": "0.031 > max 0.02"}],
+                }
+            ],
+        },
+    }
+    event = {"lastTimestamp": "2026-12-01T10:00:05Z", "type": "Normal", "reason": "StepReached"}
+    return Snapshot(rollout, [run], [{**event, "message": "step 1/3: pause 5s"}])
+
+
+def text_of(snap: Snapshot) -> str:
+    console = Console(file=io.StringIO(), width=120, record=True)
+    console.print(render(snap))
+    return console.export_text()
+
+
+def test_view_marks_the_step_and_draws_the_weight() -> None:
+    text = text_of(snapshot(20, 1))
+    assert "Rollout team/web  Progressing" in text
+    assert "█" * 8 + "░" * 32 + " canary 20% / stable 80%" in text
+    lines = text.splitlines()
+    assert any(line.split() == ["✓", "0", "setWeight", "20"] for line in lines)
+    assert any(line.split() == ["▶", "1", "pause", "5s"] for line in lines)
+    assert any(line.split() == ["2", "setWeight", "50"] for line in lines)
+    assert any(line.split() == ["canary", "b", "bbbb", "2", "1"] for line in lines)
+    assert "Traffic  VirtualService/web-vs" in text
+    row = next(line for line in lines if line.split()[:1] == ["error-rate"])
+    assert row.split()[:8] == [
+        "error-rate",
+        "Running",
+        "0.031",
+        "error",
+        "rate",
+        "<=",
+        "0.02",
+        "3/1/0/0",
+    ]
+    assert "0.031 > max 0.02" in row
+    assert "10:00:05  Normal  StepReached  step 1/3: pause 5s" in text
+    assert "█" * 20 + "░" * 20 in text_of(snapshot(50, 2))
