@@ -16,6 +16,7 @@ from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube, load_config
 from sluice.controller.analysis import AnalysisExecutor
 from sluice.controller.reconciler import Controller
+from sluice.notify.hook import attach as attach_notifier
 
 log = logs.get("sluice")
 
@@ -71,6 +72,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         workers=OPTIONS.workers,
     )
     controller.on_run_created = lambda body: executor.run_event("ADDED", body)
+    STATE["notifier"] = attach_notifier(controller, kube)  # Events -> notifications, metrics
     await controller.warm(OPTIONS.namespaces or None)
     controller.start()
     executor.start()
@@ -90,6 +92,8 @@ async def cleanup(**_: Any) -> None:
         await controller.stop()
     if "executor" in STATE:
         await STATE["executor"].stop()
+    if "notifier" in STATE:
+        await STATE["notifier"].stop()
     if "token" in STATE:
         STATE["token"].close()
     if "runner" in STATE:
