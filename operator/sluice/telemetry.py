@@ -104,12 +104,24 @@ def forget_rollout(namespace: str, rollout: str) -> None:
         _remove(ANALYSIS_VALUE, namespace, rollout, metric)
         for phase in RUN_PHASES:
             _remove(ANALYSIS_PHASE, namespace, rollout, metric, phase)
+    for reason in _labels_of(EVENTS, namespace, rollout):
+        _remove(EVENTS, namespace, rollout, reason)
     _started.pop((namespace, rollout), None)
     _step_started.pop((namespace, rollout), None)
     _aborted.pop((namespace, rollout), None)
 
 
-def _remove(metric: Gauge, *labels: str) -> None:
+def _labels_of(metric: Counter, namespace: str, rollout: str) -> set[str]:
+    """The reasons a Rollout's Event counter has series for (read through collect())."""
+    return {
+        sample.labels["reason"]
+        for family in metric.collect()
+        for sample in family.samples
+        if sample.labels.get("namespace") == namespace and sample.labels.get("rollout") == rollout
+    }
+
+
+def _remove(metric: Gauge | Counter, *labels: str) -> None:
     with contextlib.suppress(KeyError):
         metric.remove(*labels)
 
@@ -197,6 +209,13 @@ REVERT_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
     registry=REGISTRY,
 )
+# Series that exist from the start (0), so increase() also sees the first observation.
+for _result in ("promoted", "aborted"):
+    ROLLOUT_SECONDS.labels(_result)
+ABORT_CAUSES = ("UserAbort", "AnalysisFailed", "AnalysisError", "AlertFired",
+                "ProgressDeadlineExceeded", "Other")  # fmt: skip
+for _cause in ABORT_CAUSES:
+    ABORTS.labels(_cause)
 _started: dict[tuple[str, str], float] = {}
 _step_started: dict[tuple[str, str], float] = {}
 _aborted: dict[tuple[str, str], float] = {}
@@ -276,6 +295,8 @@ NOTIFY_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
+for _channel in ("webhook", "slack"):
+    NOTIFY_SECONDS.labels(_channel)
 NOTIFY_QUEUE = Gauge(
     "sluice_notification_queue_depth", "Notifications waiting to be sent.", registry=REGISTRY
 )
