@@ -145,6 +145,10 @@ def parser() -> argparse.ArgumentParser:
     setp.add_argument("images", nargs="+", metavar="CONTAINER=IMAGE")
     lint = _cmd(sub, "lint", "check Rollout files offline with the operator's validation", "lint")
     lint.add_argument("files", nargs="+", metavar="FILE")
+    dash = _cmd(sub, "dashboard", "a read-only web view on 127.0.0.1, updated live", "dashboard")
+    dash.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    dash.add_argument("--port", type=int, default=3100, help="port on 127.0.0.1 (3100; 0: any)")
+    dash.set_defaults(func=_lazy("sluice.cli.dashboard", "dashboard"))
     version = _cmd(sub, "version", "the plugin's version", "version")
     version.add_argument("--short", action="store_true")
 
