@@ -184,3 +184,37 @@ def test_errors_are_one_line(cluster: Cluster, tmp_path: Path) -> None:
     )
     assert proc.returncode == 3 and proc.stderr.startswith('error: context "nope" not found')
     assert len(proc.stderr.splitlines()) == 1
+
+
+def test_watch_on_a_terminal_redraws_in_place(cluster: Cluster, operator: Operator) -> None:
+    """In a real terminal (tmux): one view, updated where it is, not a scroll of frames."""
+    import shutil
+    import uuid
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    healthy_v1(cluster)
+    socket = f"sluice-e2e-{uuid.uuid4().hex[:6]}"  # our own tmux server
+    tmux = ["tmux", "-L", socket]
+    where = f"-n {cluster.namespace} --kubeconfig {cluster.kubeconfig}"
+    command = f"{PLUGIN} get rollout web --watch {where}"
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-x", "120", "-y", "50", command], check=True, timeout=10
+    )
+    try:
+
+        def screen() -> str:
+            out = subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True, text=True)
+            return out.stdout
+
+        wait_for("the view", lambda: "canary 0% / stable 100%" in screen(), timeout=30)
+        cluster.set_image("nginx:1.28")
+        wait_for("20 % in place", lambda: "canary 20% / stable 80%" in screen(), timeout=60)
+        at_step(cluster, 3, "Paused", 50, timeout=60)
+        wait_for("50 % in place", lambda: "canary 50% / stable 50%" in screen(), timeout=10)
+        shown = screen()
+        assert shown.count(f"Rollout {cluster.namespace}/web") == 1, shown  # redrawn, not added
+        assert "canary 20%" not in shown and "Paused" in shown
+        assert re.search(r"▶\s+3\s+pause \(until promoted\)", shown), shown
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
