@@ -194,3 +194,54 @@ def test_view_marks_the_step_and_draws_the_weight() -> None:
     assert "0.031 > max 0.02" in row
     assert "10:00:05  Normal  StepReached  step 1/3: pause 5s" in text
     assert "█" * 20 + "░" * 20 in text_of(snapshot(50, 2))
+
+
+class FakeClient:
+    """Answers `rollout()` from a script: bodies, or exceptions to raise."""
+
+    script: list[object] = []
+
+    def __init__(self, args: object) -> None:
+        self.namespace = "team"
+
+    def rollout(self, name: str) -> dict[str, object]:
+        item = FakeClient.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        assert isinstance(item, dict)
+        return item
+
+
+def body(phase: str, generation: int = 2, observed: int = 2, canary: str = "") -> dict[str, object]:
+    return {
+        "metadata": {"name": "web", "generation": generation},
+        "status": {"phase": phase, "observedGeneration": observed, "canaryRevision": canary,
+                   "canaryWeight": 20 if canary else 0},
+    }  # fmt: skip
+
+
+def test_status_watch_waits_out_a_passing_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sluice.cli import commands
+
+    monkeypatch.setattr(commands, "Client", FakeClient)
+    monkeypatch.setattr(commands, "POLL", 0.0)
+    FakeClient.script = [
+        body("Healthy", generation=3, observed=2),  # the operator has not seen the change
+        body("Paused", generation=3, observed=3, canary="bbbb"),
+        ConnectionRefusedError(111, "Connection refused"),
+        body("Healthy", generation=3, observed=3),
+    ]
+    assert main(["status", "web", "--watch", "--timeout", "1m"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        "web: Healthy weight 0%",
+        "web: Paused weight 20%",
+        "web: Healthy weight 0%",
+    ]
+    assert "error: cannot reach the Kubernetes API server" in err
+    FakeClient.script = [body("Degraded")]
+    assert main(["status", "web"]) == 1
+    FakeClient.script = [body("Paused", canary="bbbb")]
+    assert main(["status", "web"]) == 2

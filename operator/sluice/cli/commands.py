@@ -35,28 +35,49 @@ def _console() -> Any:
 
 
 def _watch(client: Client, name: str) -> int:
-    """On a terminal, one view redrawn in place; in a pipe, a new frame at each change."""
+    """On a terminal, one view redrawn in place; in a pipe, a new frame at each change.
+    A passing API error is shown and the watch goes on; a missing Rollout ends it."""
     from rich.live import Live
+    from rich.text import Text
 
     from sluice.cli.view import gather, render
 
     console = _console()
     last = ""
+    view = render(gather(client, name))
     if console.is_terminal:
-        with Live(render(gather(client, name)), console=console, auto_refresh=False) as live:
+        with Live(view, console=console, auto_refresh=False) as live:
             while True:
                 time.sleep(POLL)
-                live.update(render(gather(client, name)), refresh=True)
+                try:
+                    view = render(gather(client, name))
+                except Exception as exc:
+                    why = _passing(exc)
+                    live.update(Text(f"{why} (retrying)", style="red"), refresh=True)
+                    continue
+                live.update(view, refresh=True)
     while True:
-        snap = gather(client, name)
-        frame = _text(render(snap), console.width)
+        frame = _text(view, console.width)
         if frame != last:
-            stamp = datetime.now(UTC).strftime("%H:%M:%S")
-            console.rule(stamp)
-            console.print(render(snap))
+            console.rule(datetime.now(UTC).strftime("%H:%M:%S"))
+            console.print(view)
             sys.stdout.flush()
             last = frame
         time.sleep(POLL)
+        try:
+            view = render(gather(client, name))
+        except Exception as exc:
+            view = Text(f"{_passing(exc)} (retrying)")
+
+
+def _passing(exc: Exception) -> str:
+    """The message of an error worth waiting out; anything else is raised again."""
+    from sluice.cli.errors import describe
+
+    message = describe(exc)
+    if message is None or isinstance(exc, CliError):
+        raise exc
+    return f"error: {message}"
 
 
 def _text(renderable: Any, width: int) -> str:
@@ -152,7 +173,10 @@ def status(args: argparse.Namespace) -> int:
                 print(f"still progressing after {args.timeout}", file=sys.stderr)
             return 2
         time.sleep(POLL)
-        body = client.rollout(args.name)
+        try:
+            body = client.rollout(args.name)
+        except Exception as exc:  # a passing API error: wait it out until the timeout
+            print(_passing(exc), file=sys.stderr, flush=True)
 
 
 def _status_line(body: Body) -> str:
