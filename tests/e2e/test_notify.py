@@ -108,8 +108,12 @@ def test_a_rollout_is_told_to_a_signed_webhook_and_slack(
     events = [json.loads(raw)["event"] for _, _, raw in hooks]
     # the first canary, in order; then the second one's start and abort
     first = events[: events.index("completed") + 1]
-    assert first[0] == "started" and first[-2:] == ["promoted", "completed"], events
-    assert first.count("step-completed") == 3, events  # steps 1, 2 and 3 reached
+    assert first == ["started", "step-completed", "step-completed", "step-completed",
+                     "paused", "promoted", "completed"], events  # fmt: skip
+    paused = next(json.loads(raw) for _, _, raw in hooks if json.loads(raw)["event"] == "paused")
+    assert paused["message"] == (
+        "step 3/4: pause until promoted: waiting for `kubectl sluice promote web`"
+    )
     assert events[events.index("completed") + 1 :][:1] == ["started"]
     assert events[-2:] == ["paused", "aborted"], events
     aborted = json.loads(hooks[-1][2])

@@ -236,3 +236,25 @@ def test_annotations_override_the_namespace() -> None:
     assert not merge(ns, off).any
     slack = merge({"slack-url-secret": "slack"}, {})
     assert slack.slack_url_secret == SecretRef("slack", "url") and slack.any
+
+
+def test_reaching_a_manual_pause_also_says_paused() -> None:
+    asyncio.run(_in_receiver(_manual_pause))
+
+
+async def _manual_pause(receiver: Receiver) -> None:
+    waiting = {
+        **ROLLOUT,
+        "spec": {"strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}},
+        "status": {"phase": "Paused", "currentStepIndex": 1, "canaryWeight": 20},
+    }
+    data = {"webhook-url": receiver.url}
+    n = Notifier(Source(data), lambda key: (waiting, []))
+    n.start()
+    n.submit(waiting, EventNote("StepReached", "step 1/2: pause until promoted"))
+    await until("two deliveries", lambda: len(receiver.got) == 2)
+    await n.stop()
+    bodies = [json.loads(raw) for _, _, raw in receiver.got]
+    assert [b["event"] for b in bodies] == ["step-completed", "paused"]
+    assert bodies[1]["message"].endswith("waiting for `kubectl sluice promote web`")
+    assert "X-Sluice-Signature" not in receiver.got[0][1]  # no secret configured: unsigned

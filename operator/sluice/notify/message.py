@@ -30,6 +30,17 @@ def kind_of(reason: str) -> str | None:
     return KINDS.get(reason)
 
 
+def waits_for_promote(rollout: Body) -> bool:
+    """The current step is a pause without a duration: it holds until someone promotes."""
+    st, spec = rollout.get("status") or {}, rollout.get("spec") or {}
+    steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
+    index = st.get("currentStepIndex")
+    if not isinstance(index, int) or not 0 <= index < len(steps):
+        return False
+    pause = steps[index].get("pause")
+    return isinstance(pause, dict) and pause.get("duration") is None
+
+
 def failed_measurement(runs: list[Body], revision: str | None) -> Body | None:
     """The metric that failed the canary: run, metric, value, threshold, query, message."""
     failed = [

@@ -152,14 +152,23 @@ class Notifier:
     async def handle(self, item: Item) -> None:
         namespace = item.key[0]
         settings = merge(await self._configmap(namespace), item.annotations)
-        if not settings.any or item.event not in settings.events:
+        if not settings.any:
             return
         rollout, runs = self.lookup(item.key)
         if rollout is None:
             return
-        body = message.payload(item.event, item.reason, item.message, item.when, rollout, runs)
-        for channel, url, raw, headers in await self._requests(namespace, settings, body):
-            await self.deliver(channel, url, raw, headers, item)
+        sends = [(item.event, item.reason, item.message)]
+        if item.event == "step-completed" and message.waits_for_promote(rollout):
+            # The engine says "step reached"; what on-call needs to hear is "paused for you".
+            name = rollout["metadata"]["name"]
+            text = f"{item.message}: waiting for `kubectl sluice promote {name}`"
+            sends.append(("paused", "Paused", text))
+        for event, reason, text in sends:
+            if event not in settings.events:
+                continue
+            body = message.payload(event, reason, text, item.when, rollout, runs)
+            for channel, url, raw, headers in await self._requests(namespace, settings, body):
+                await self.deliver(channel, url, raw, headers, item)
 
     async def _requests(
         self, namespace: str, settings: Settings, body: Body
