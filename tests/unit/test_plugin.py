@@ -245,3 +245,42 @@ def test_status_watch_waits_out_a_passing_error(
     assert main(["status", "web"]) == 1
     FakeClient.script = [body("Paused", canary="bbbb")]
     assert main(["status", "web"]) == 2
+
+
+def test_dashboard_answers_only_to_its_own_address() -> None:
+    import argparse
+    import threading
+    import urllib.error
+    import urllib.request
+    from http.server import ThreadingHTTPServer
+
+    from sluice.cli import dashboard
+
+    class NoCluster:
+        def __init__(self, args: object) -> None:
+            self.namespace = "team"
+
+        def rollouts(self, all_namespaces: bool = False) -> list[dict[str, object]]:
+            return [{"metadata": {"namespace": "team", "name": "web"}, "status": {}}]
+
+    original = dashboard.Client
+    dashboard.Client = NoCluster  # type: ignore[assignment,misc]
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), dashboard.handler(argparse.Namespace()))
+    finally:
+        dashboard.Client = original  # type: ignore[misc]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/rollouts") as answer:
+            assert json.loads(answer.read())[0]["name"] == "web"
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/").read().decode()
+        assert "<title>Sluice</title>" in page and "innerHTML" not in page
+        rebound = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/rollouts", headers={"Host": f"evil.test:{port}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(rebound)
+        assert info.value.code == 403
+    finally:
+        server.shutdown()

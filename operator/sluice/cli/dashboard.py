@@ -94,6 +94,10 @@ def handler(args: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             parts = [unquote(p) for p in self.path.split("?")[0].strip("/").split("/")]
+            host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+            if host not in ("127.0.0.1", "localhost"):  # a rebound DNS name reads nothing
+                self._send(403, b'{"error": "use http://127.0.0.1"}', "application/json")
+                return
             try:
                 if parts == [""]:
                     self._send(200, page, "text/html; charset=utf-8")
