@@ -284,3 +284,51 @@ def test_dashboard_answers_only_to_its_own_address() -> None:
         assert info.value.code == 403
     finally:
         server.shutdown()
+
+
+class UndoClient:
+    """Two slots: a holds revision r1 (stable), b holds r2 (the previous, scaled down)."""
+
+    patches: list[object] = []
+
+    def __init__(self, args: object) -> None:
+        self.namespace = "team"
+
+    def rollout(self, name: str) -> dict[str, object]:
+        return {"metadata": {"name": name}, "status": {"stableSlot": "a", "stableRevision": "r1"}}
+
+    def deployment(self, name: str) -> dict[str, object] | None:
+        if name == "web-b":
+            template, revision = defaulted(TEMPLATE), template_hash(TEMPLATE)
+        else:
+            newer = copy.deepcopy(TEMPLATE)
+            newer["spec"]["containers"][0]["image"] = "nginx:1.28"  # type: ignore[index]
+            template, revision = defaulted(newer), "r1"
+        return {"metadata": {"labels": {"sluice.dev/revision": revision}},
+                "spec": {"template": template}}  # fmt: skip
+
+    def patch(self, name: str, patch: object, kind: str = "merge") -> dict[str, object]:
+        UndoClient.patches.append((kind, patch))
+        return {}
+
+
+def test_undo_picks_the_slot_and_names_a_missing_revision(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sluice.cli import commands
+
+    monkeypatch.setattr(commands, "Client", UndoClient)
+    revision = template_hash(TEMPLATE)
+    assert main(["undo", "web"]) == 0  # no canary: the previous slot (b)
+    kind, ops = UndoClient.patches[-1]  # type: ignore[misc]
+    assert kind == "json" and ops == [
+        {"op": "replace", "path": "/spec/template", "value": TEMPLATE}
+    ]
+    assert (
+        capsys.readouterr().out == f"rollout team/web: template set back to revision {revision}\n"
+    )
+    assert main(["undo", "web", "--to-revision", "r1"]) == 0  # the stable slot (a)
+    image = UndoClient.patches[-1][1][0]["value"]["spec"]["containers"][0]["image"]  # type: ignore[index]
+    assert image == "nginx:1.28"
+    assert main(["undo", "web", "--to-revision", "nope"]) == 3
+    assert capsys.readouterr().err == "error: no slot of rollout web holds revision nope\n"
