@@ -17,6 +17,7 @@ from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube, load_config
 from sluice.controller.analysis import AnalysisExecutor
 from sluice.controller.reconciler import Controller
+from sluice.notify.hook import attach as attach_notifier
 
 log = logs.get("sluice")
 
@@ -94,6 +95,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         workers=OPTIONS.workers,
     )
     controller.on_run_created = lambda body: executor.run_event("ADDED", body)
+    STATE["notifier"] = attach_notifier(controller, kube)  # Events -> notifications, metrics
     await controller.warm(OPTIONS.namespaces or None)
     controller.start()
     executor.start()
@@ -147,6 +149,8 @@ async def cleanup(**_: Any) -> None:
         await controller.stop()
     if "executor" in STATE:
         await STATE["executor"].stop()
+    if "notifier" in STATE:
+        await STATE["notifier"].stop()
     if "token" in STATE:
         STATE["token"].close()
     if "elector" in STATE:

@@ -1,20 +1,51 @@
-"""Sluice's own /metrics (prometheus_client)."""
+"""Sluice's own /metrics (prometheus_client).
+
+Labels are namespace, rollout, metric and small fixed sets (phase, result, cause): never a
+revision hash, so series do not pile up rollout after rollout; a deleted Rollout's series
+are removed (forget_rollout).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
+import platform
+import time
+from datetime import datetime
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+
+from sluice import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_collector)  # process_*, python_info, python_gc_*
+
+BUILD = Gauge(
+    "sluice_build_info", "Always 1; the labels say which build runs.", ["version", "python"],
+    registry=REGISTRY,
+)  # fmt: skip
+BUILD.labels(__version__, platform.python_version()).set(1)
 
 RECONCILES = Counter(
     "sluice_reconcile_total", "Reconciles of Rollouts, by result.", ["result"], registry=REGISTRY
 )
+# Fine below 250 ms, where reconciles are: 5/10/25/50/100/250 ms are all bucket edges.
+RECONCILE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.035, 0.05, 0.075,
+                     0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)  # fmt: skip
 RECONCILE_SECONDS = Histogram(
     "sluice_reconcile_duration_seconds",
     "Time to reconcile one Rollout, API calls included.",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    buckets=RECONCILE_BUCKETS,
     registry=REGISTRY,
 )
 API_CALLS = Counter(
@@ -69,6 +100,8 @@ def set_rollout(
         PHASE.labels(namespace, rollout, name).set(1 if name == phase else 0)
     WEIGHT.labels(namespace, rollout).set(weight)
     STEP.labels(namespace, rollout).set(-1 if step is None else step)
+    if weight == 0:
+        reverted(namespace, rollout)
 
 
 def forget_rollout(namespace: str, rollout: str) -> None:
@@ -76,9 +109,28 @@ def forget_rollout(namespace: str, rollout: str) -> None:
         _remove(PHASE, namespace, rollout, name)
     _remove(WEIGHT, namespace, rollout)
     _remove(STEP, namespace, rollout)
+    for metric in _METRICS.pop((namespace, rollout), set()):
+        _remove(ANALYSIS_VALUE, namespace, rollout, metric)
+        for phase in RUN_PHASES:
+            _remove(ANALYSIS_PHASE, namespace, rollout, metric, phase)
+    for reason in _labels_of(EVENTS, namespace, rollout):
+        _remove(EVENTS, namespace, rollout, reason)
+    _started.pop((namespace, rollout), None)
+    _step_started.pop((namespace, rollout), None)
+    _aborted.pop((namespace, rollout), None)
 
 
-def _remove(metric: Gauge, *labels: str) -> None:
+def _labels_of(metric: Counter, namespace: str, rollout: str) -> set[str]:
+    """The reasons a Rollout's Event counter has series for (read through collect())."""
+    return {
+        sample.labels["reason"]
+        for family in metric.collect()
+        for sample in family.samples
+        if sample.labels.get("namespace") == namespace and sample.labels.get("rollout") == rollout
+    }
+
+
+def _remove(metric: Gauge | Counter, *labels: str) -> None:
     with contextlib.suppress(KeyError):
         metric.remove(*labels)
 
@@ -88,4 +140,172 @@ MEASUREMENTS = Counter(
     "Analysis measurements taken, by verdict.",
     ["phase"],
     registry=REGISTRY,
+)
+
+
+# ---------------------------------------------------------------- analysis, per metric
+
+ANALYSIS_VALUE = Gauge(
+    "sluice_analysis_metric_value",
+    "Last value measured by an analysis metric (NaN when not a single number).",
+    ["namespace", "rollout", "metric"],
+    registry=REGISTRY,
+)
+ANALYSIS_PHASE = Gauge(
+    "sluice_analysis_metric_phase",
+    "1 for the analysis metric's current verdict (of the Rollout's latest run).",
+    ["namespace", "rollout", "metric", "phase"],
+    registry=REGISTRY,
+)
+RUN_PHASES = ("Pending", "Running", "Successful", "Failed", "Inconclusive", "Error")
+_METRICS: dict[tuple[str, str], set[str]] = {}
+
+
+def record_analysis(namespace: str, rollout: str, status: Any, taken: list[Any]) -> None:
+    """After a run's measurements: each metric's last value and verdict (AnalysisRunStatus).
+    Nothing taken (no Rollout any more, or not due): nothing to record."""
+    if not taken:
+        return
+    for result in status.metric_results:
+        _METRICS.setdefault((namespace, rollout), set()).add(result.name)
+        if result.measurements:
+            ANALYSIS_VALUE.labels(namespace, rollout, result.name).set(
+                _number(result.measurements[-1].value)
+            )
+        for phase in RUN_PHASES:
+            ANALYSIS_PHASE.labels(namespace, rollout, result.name, phase).set(
+                1 if phase == result.phase else 0
+            )
+
+
+def _number(value: str) -> float:
+    try:
+        return float(value.strip().strip("[]"))
+    except ValueError:
+        return math.nan
+
+
+# ---------------------------------------------------------------- from the Events posted
+
+ROLLOUT_SECONDS = Histogram(
+    "sluice_rollout_duration_seconds",
+    "From a canary's start to its promotion or abort.",
+    ["result"],
+    buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400),
+    registry=REGISTRY,
+)
+STEP_SECONDS = Histogram(
+    "sluice_step_duration_seconds",
+    "Time spent in one step of a canary.",
+    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+    registry=REGISTRY,
+)
+ABORTS = Counter(
+    "sluice_aborts_total",
+    "Canaries aborted, by cause (the abort reason: AnalysisFailed, UserAbort, ...).",
+    ["cause"],
+    registry=REGISTRY,
+)
+DETECT_SECONDS = Histogram(
+    "sluice_time_to_detect_seconds",
+    "From the first failing measurement of the run that aborted to the abort decision.",
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+    registry=REGISTRY,
+)
+REVERT_SECONDS = Histogram(
+    "sluice_time_to_revert_seconds",
+    "From the abort decision to traffic on stable applied by the routers and recorded.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+    registry=REGISTRY,
+)
+# Series that exist from the start (0), so increase() also sees the first observation.
+for _result in ("promoted", "aborted"):
+    ROLLOUT_SECONDS.labels(_result)
+ABORT_CAUSES = ("UserAbort", "AnalysisFailed", "AnalysisError", "AlertFired",
+                "ProgressDeadlineExceeded", "Other")  # fmt: skip
+for _cause in ABORT_CAUSES:
+    ABORTS.labels(_cause)
+_started: dict[tuple[str, str], float] = {}
+_step_started: dict[tuple[str, str], float] = {}
+_aborted: dict[tuple[str, str], float] = {}
+_CAUSE_LEN = 40  # abort reasons are CamelCase words; anything longer is not one
+
+
+def on_event(rollout: dict[str, Any], note: Any, now: datetime, runs: list[dict[str, Any]]) -> None:
+    """Durations and aborts from the Events the reconciler posts (`now`: its decision time)."""
+    meta = rollout["metadata"]
+    key = (meta["namespace"], meta["name"])
+    at = now.timestamp()
+    if note.reason in ("RolloutStarted", "CanaryReplaced", "Retried"):
+        _started[key] = _step_started[key] = at
+    elif note.reason == "StepReached":
+        if key in _step_started:
+            STEP_SECONDS.observe(max(0.0, at - _step_started[key]))
+        _step_started[key] = at
+    elif note.reason in ("Completed", "Aborted"):
+        result = "promoted" if note.reason == "Completed" else "aborted"
+        if key in _started:
+            ROLLOUT_SECONDS.labels(result).observe(max(0.0, at - _started.pop(key)))
+        if key in _step_started and note.reason == "Completed":
+            STEP_SECONDS.observe(max(0.0, at - _step_started[key]))
+        _step_started.pop(key, None)
+    if note.reason == "Aborted":
+        cause = note.message.split(":", 1)[0].strip()
+        ABORTS.labels(cause if cause.isalnum() and len(cause) <= _CAUSE_LEN else "Other").inc()
+        _aborted[key] = at
+        first = _first_failure(runs)
+        if first is not None:
+            DETECT_SECONDS.observe(max(0.0, at - first))
+
+
+def _first_failure(runs: list[dict[str, Any]]) -> float | None:
+    """Start of the unbroken series of failing measurements that ends the latest failed run."""
+    failed = [r for r in runs if (r.get("status") or {}).get("phase") in ("Failed", "Error")]
+    if not failed:
+        return None
+    run = max(failed, key=lambda r: (r.get("status") or {}).get("finishedAt") or "")
+    first: float | None = None
+    for result in (run.get("status") or {}).get("metricResults") or []:
+        if result.get("phase") not in ("Failed", "Error"):
+            continue
+        since: str | None = None
+        for m in result.get("measurements") or []:
+            since = (since or m.get("startedAt")) if m.get("phase") == result["phase"] else None
+        if since:
+            stamp = datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
+            first = stamp if first is None else min(first, stamp)
+    return first
+
+
+def reverted(namespace: str, rollout: str) -> None:
+    """The reconcile that aborted has applied and recorded the revert."""
+    at = _aborted.pop((namespace, rollout), None)
+    if at is not None:
+        REVERT_SECONDS.observe(max(0.0, time.time() - at))
+
+
+# ---------------------------------------------------------------- notifications
+
+NOTIFICATIONS = Counter(
+    "sluice_notifications_total",
+    "Notifications, by channel (webhook, slack) and result (delivered, retried, failed, "
+    "dropped: the queue was full).",
+    ["channel", "result"],
+    registry=REGISTRY,
+)
+for _channel in ("webhook", "slack"):
+    for _result in ("delivered", "retried", "failed"):
+        NOTIFICATIONS.labels(_channel, _result)
+NOTIFICATIONS.labels("any", "dropped")
+NOTIFY_SECONDS = Histogram(
+    "sluice_notification_delivery_seconds",
+    "From the Event to the endpoint's 2xx answer, retries included.",
+    ["channel"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+for _channel in ("webhook", "slack"):
+    NOTIFY_SECONDS.labels(_channel)
+NOTIFY_QUEUE = Gauge(
+    "sluice_notification_queue_depth", "Notifications waiting to be sent.", registry=REGISTRY
 )

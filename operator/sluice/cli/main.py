@@ -1,24 +1,46 @@
-"""`sluice run` starts the operator; `sluice promote|abort|...` steer a Rollout; `sluice crds`."""
+"""`sluice run` starts the operator; the rest is the kubectl plugin (`kubectl sluice ...`).
+
+Only argparse and the standard library are imported here: `--help` must answer at once.
+Each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
-from sluice import __version__, logs
-from sluice.api.rollout import ACTION_ANNOTATION, ACTIONS, GROUP, VERSION
+from sluice import __version__
+
+# Rollout actions: command -> value of the sluice.dev/action annotation.
+ACTIONS = {
+    "promote": "promote",
+    "promote-full": "promote-full",
+    "abort": "abort",
+    "retry": "retry",
+    "pause": "pause",
+    "resume": "resume",
+}
+HEAVY = ("simulate", "replay")  # their parsers live beside their (heavy) code
+EXIT_ERROR = 3  # usage and cluster errors; 0/1/2 are verdicts (status, lint, simulate)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"error: {message}\n")
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
     import kopf
 
-    from sluice import handlers
+    from sluice import handlers, logs
 
     logs.configure(args.log_level, json=args.log_json)
-    handlers.OPTIONS.namespaces = list(args.namespace or [])
+    handlers.OPTIONS.namespaces = list(args.watch_namespaces or [])
     handlers.OPTIONS.host = args.host
     handlers.OPTIONS.port = args.port
     handlers.OPTIONS.workers = args.workers
@@ -46,8 +68,8 @@ def _run(args: argparse.Namespace) -> int:
         kopf.operator(
             registry=registry,
             standalone=True,
-            clusterwide=not args.namespace,
-            namespaces=args.namespace or [],
+            clusterwide=not args.watch_namespaces,
+            namespaces=args.watch_namespaces or [],
         )
     )
     return 0
@@ -60,78 +82,99 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
-def _act(args: argparse.Namespace) -> int:
-    import kubernetes
+def _lazy(module: str, func: str) -> Any:
+    def call(args: argparse.Namespace) -> int:
+        import importlib
 
-    from sluice.cluster.kube import load_config
+        return int(getattr(importlib.import_module(module), func)(args))
 
-    api = kubernetes.client.CustomObjectsApi(load_config(args.kubeconfig))
-    namespace = args.namespace or _current_namespace()
-    patch = {"metadata": {"annotations": {ACTION_ANNOTATION: args.action}}}
-    api.patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "rollouts",
-        args.name,
-        patch,
-        _content_type="application/merge-patch+json",
-    )
-    print(f"rollout {namespace}/{args.name}: {args.action} requested")
-    return 0
+    return call
 
 
-def _status(args: argparse.Namespace) -> int:
-    import kubernetes
-
-    from sluice.cluster.kube import load_config
-
-    api = kubernetes.client.CustomObjectsApi(load_config(args.kubeconfig))
-    namespace = args.namespace or _current_namespace()
-    body = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "rollouts", args.name)
-    status = dict(body).get("status") or {}  # type: ignore[call-overload]
-    print(f"Rollout {namespace}/{args.name}")
-    for field in (
-        "phase",
-        "message",
-        "currentStepIndex",
-        "canaryWeight",
-        "stableRevision",
-        "canaryRevision",
-        "readyReplicas",
-    ):
-        print(f"  {field:17} {status.get(field, '')}")
-    for cond in status.get("conditions", []):
-        reason, message = cond.get("reason", ""), cond.get("message", "")
-        print(f"  {cond['type']:17} {cond['status']:5} {reason} {message}")
-    return 0
+def _globals(p: argparse.ArgumentParser, top: bool) -> None:
+    """kubectl's flags, accepted before and after the command (the subcommand's win)."""
+    default: Any = None if top else argparse.SUPPRESS
+    p.add_argument("--kubeconfig", default=default, help="kubeconfig file (default: KUBECONFIG)")
+    p.add_argument("--context", default=default, help="kubeconfig context to use")
+    p.add_argument("-n", "--namespace", default=default, help="namespace (default: the context's)")
 
 
-def _current_namespace() -> str:
-    import kubernetes
-
-    try:
-        _, active = kubernetes.config.list_kube_config_contexts()
-        return str(active["context"].get("namespace") or "default")
-    except Exception:
-        return "default"
+def _cmd(sub: Any, name: str, help: str, func: str, **kwargs: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help, **kwargs)
+    _globals(p, top=False)
+    p.set_defaults(func=_lazy("sluice.cli.commands", func))
+    return p
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="sluice", description="Progressive canary delivery.")
-    top.add_argument("--version", action="version", version=f"sluice {__version__}")
-    top.add_argument(
-        "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster or KUBECONFIG)"
+    top = Parser(
+        prog="kubectl sluice",
+        description="Progressive canary delivery: run the operator, watch and steer Rollouts.",
+        epilog="Exit codes: 0 ok, 1 Degraded / invalid file, 2 still progressing, "
+        "3 usage or cluster error (unreachable, not found, forbidden).",
     )
-    sub = top.add_subparsers(dest="command", required=True)
+    top.add_argument("--version", action="version", version=f"sluice {__version__}")
+    _globals(top, top=True)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    get = _cmd(sub, "get", "live view of a Rollout: steps, weight, pods, analysis, events", "get")
+    get.add_argument("kind", choices=("rollout", "rollouts", "ro"), help="rollout")
+    get.add_argument("name")
+    get.add_argument("-w", "--watch", action="store_true", help="keep the view up to date")
+    lst = _cmd(sub, "list", "the Rollouts of a namespace (or all, -A)", "list_rollouts")
+    lst.add_argument("kind", nargs="?", choices=("rollouts", "rollout", "ro"), default="rollouts")
+    lst.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    status = _cmd(
+        sub,
+        "status",
+        "phase and step; exits 0 Healthy, 1 Degraded, 2 still progressing (a CI gate)",
+        "status",
+    )
+    status.add_argument("name")
+    status.add_argument("-w", "--watch", action="store_true", help="wait for Healthy or Degraded")
+    status.add_argument("--timeout", default="10m", help="with --watch: give up after (10m)")
+
+    for command, action in ACTIONS.items():
+        act = _cmd(sub, command, f"{command} a Rollout (sets sluice.dev/action={action})", "act")
+        act.add_argument("name")
+        act.set_defaults(action=action)
+        if command == "promote":
+            act.add_argument("--full", action="store_true", help="skip the remaining steps")
+
+    undo = _cmd(
+        sub,
+        "undo",
+        "set the template back to the previous stable revision",
+        "undo",
+        epilog="Under GitOps (Argo CD, Flux) the next sync puts the template in Git back: "
+        "revert the commit instead, or suspend the sync first.",
+    )
+    undo.add_argument("name")
+    undo.add_argument("--to-revision", metavar="REVISION", help="a revision a slot still holds")
+    restart = _cmd(sub, "restart", "re-roll the pods (a new canary of the same version)", "restart")
+    restart.add_argument("name")
+    setp = _cmd(sub, "set", "change the template", "set_image")
+    setp.add_argument("what", choices=("image",))
+    setp.add_argument("name")
+    setp.add_argument("images", nargs="+", metavar="CONTAINER=IMAGE")
+    lint = _cmd(sub, "lint", "check Rollout files offline with the operator's validation", "lint")
+    lint.add_argument("files", nargs="+", metavar="FILE")
+    dash = _cmd(sub, "dashboard", "a read-only web view on 127.0.0.1, updated live", "dashboard")
+    dash.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    dash.add_argument("--port", type=int, default=3100, help="port on 127.0.0.1 (3100; 0: any)")
+    dash.set_defaults(func=_lazy("sluice.cli.dashboard", "dashboard"))
+    version = _cmd(sub, "version", "the plugin's version", "version")
+    version.add_argument("--short", action="store_true")
 
     run = sub.add_parser("run", help="run the operator against the current kubeconfig")
     run.add_argument(
         "-n",
         "--namespace",
+        dest="watch_namespaces",
         action="append",
         help="watch only this namespace (repeatable); default: all namespaces",
     )
+    run.add_argument("--kubeconfig", default=argparse.SUPPRESS)
     run.add_argument("--host", default="0.0.0.0", help="address for /healthz, /readyz, /metrics")
     run.add_argument("--port", type=int, default=8080, help="port for /healthz, /readyz, /metrics")
     run.add_argument("--workers", type=int, default=8, help="Rollouts reconciled at once")
@@ -180,40 +223,35 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
-    _add_offline_commands(sub)
-
+    sub.add_parser("simulate", help="run a Rollout through the engine without a cluster")
+    sub.add_parser("replay", help="a Rollout's analysis against what Prometheus recorded")
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions")
     crds.set_defaults(func=_crds)
+    return top
 
-    for action in ACTIONS:
-        act = sub.add_parser(action, help=f"{action} a Rollout (sets {ACTION_ANNOTATION})")
-        act.add_argument("name")
-        act.add_argument("-n", "--namespace")
-        act.set_defaults(func=_act, action=action)
 
-    status = sub.add_parser("status", help="show a Rollout's phase, step and conditions")
-    status.add_argument("name")
-    status.add_argument("-n", "--namespace")
-    status.set_defaults(func=_status)
+def _heavy(argv: list[str]) -> argparse.ArgumentParser | None:
+    """simulate and replay: their own parsers, loaded only when they are asked for."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in HEAVY:
+        return None
+    import importlib
+
+    top = Parser(prog="sluice")
+    top.add_argument("--kubeconfig", default=None)
+    sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
+    try:
+        module = importlib.import_module(f"sluice.cli.{command}")
+    except ImportError as exc:  # rich: the operator image does not carry it
+        stub = sub.add_parser(command)
+        stub.add_argument("rest", nargs=argparse.REMAINDER)
+        stub.set_defaults(func=_missing_extra, cmd=command, extra="cli", missing=exc.name or exc)
+        return top
+    module.add_parser(sub)
     return top
 
 
 EXTRA_HINT = "sluice {cmd} needs the [{extra}] extra: pip install 'sluice[{extra}]' ({missing})"
-
-
-def _add_offline_commands(sub: Any) -> None:
-    """simulate and replay print with rich, which the operator image does not carry."""
-    try:
-        from sluice.cli import replay, simulate
-    except ImportError as exc:
-        missing = exc.name or str(exc)
-        for cmd in ("simulate", "replay"):
-            stub = sub.add_parser(cmd, help=f"(needs the [cli] extra: {missing} is missing)")
-            stub.add_argument("rest", nargs=argparse.REMAINDER)
-            stub.set_defaults(func=_missing_extra, cmd=cmd, extra="cli", missing=missing)
-        return
-    simulate.add_parser(sub)
-    replay.add_parser(sub)
 
 
 def _missing_extra(args: argparse.Namespace) -> int:
@@ -222,8 +260,20 @@ def _missing_extra(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    return int(args.func(args))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = (_heavy(argv) or parser()).parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from sluice.cli.errors import describe
+
+        message = describe(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

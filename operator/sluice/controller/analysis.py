@@ -171,6 +171,7 @@ class AnalysisExecutor:
         status, taken = await advance(spec, status, self.clock, take)
         for _, measurement in taken:
             M.MEASUREMENTS.labels(measurement.phase).inc()
+        M.record_analysis(key[0], key[1], status, taken)
         if status != AnalysisRunStatus.model_validate(body.get("status") or {}):
             await self._write(key, body, status)
         if status.phase != before and rollout is not None:

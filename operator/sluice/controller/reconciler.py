@@ -108,6 +108,7 @@ class Controller:
         self.rejected: dict[Key, dict[str, str]] = {}  # revision -> the API server's refusal
         self.last_error: dict[Key, str] = {}
         self.on_run_created: Callable[[Body], None] | None = None  # the analysis executor
+        self.on_event: Callable[[Body, Any, datetime], None] | None = None  # notify, metrics
         self.tasks: list[asyncio.Task[None]] = []
         self.started = False
 
@@ -706,6 +707,8 @@ class Controller:
         await self._post_event(body, note, self.clock())
 
     async def _post_event(self, body: Body, note: Any, now: datetime) -> None:
+        if self.on_event is not None:
+            self.on_event(body, note, now)  # must not block: it only queues
         try:
             M.API_CALLS.labels("event").inc()
             await self.kube.create_event(body["metadata"]["namespace"], event_body(body, note, now))

@@ -1,0 +1,126 @@
+"""What is sent: a JSON body per event (and a Slack text), and its HMAC signature."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+Body = dict[str, Any]
+
+# Event reason (what the engine posts) -> notification event.
+KINDS = {
+    "RolloutStarted": "started",
+    "CanaryReplaced": "started",
+    "StepReached": "step-completed",
+    "Paused": "paused",
+    "Promoted": "promoted",
+    "Aborted": "aborted",
+    "RolledBack": "aborted",
+    "AnalysisFailed": "aborted",
+    "Completed": "completed",
+}
+EVENTS = tuple(dict.fromkeys(KINDS.values()))
+ICONS = {"started": "🚀", "step-completed": "➡️", "paused": "⏸️", "promoted": "👍",
+         "aborted": "🛑", "completed": "✅"}  # fmt: skip
+
+
+def kind_of(reason: str) -> str | None:
+    return KINDS.get(reason)
+
+
+def waits_for_promote(rollout: Body) -> bool:
+    """The current step is a pause without a duration: it holds until someone promotes."""
+    st, spec = rollout.get("status") or {}, rollout.get("spec") or {}
+    steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
+    index = st.get("currentStepIndex")
+    if not isinstance(index, int) or not 0 <= index < len(steps):
+        return False
+    pause = steps[index].get("pause")
+    return isinstance(pause, dict) and pause.get("duration") is None
+
+
+def failed_measurement(runs: list[Body], revision: str | None) -> Body | None:
+    """The metric that failed the canary: run, metric, value, threshold, query, message."""
+    failed = [
+        r
+        for r in runs
+        if (r.get("status") or {}).get("phase") in ("Failed", "Error")
+        and (not revision or (r.get("spec") or {}).get("revision") == revision)
+    ]
+    failed.sort(key=lambda r: (r.get("status") or {}).get("finishedAt") or "")
+    for run in reversed(failed):
+        st = run.get("status") or {}
+        specs = {m.get("name"): m for m in (run.get("spec") or {}).get("metrics") or []}
+        for result in st.get("metricResults") or []:
+            if result.get("phase") not in ("Failed", "Error"):
+                continue
+            last = (result.get("measurements") or [{}])[-1]
+            return {
+                "run": run["metadata"]["name"],
+                "metric": result.get("name"),
+                "phase": result.get("phase"),
+                "value": last.get("value"),
+                "threshold": threshold(specs.get(result.get("name")) or {}),
+                "query": last.get("query"),
+                "message": last.get("message") or result.get("message") or st.get("message"),
+            }
+    return None
+
+
+def threshold(metric: Body) -> str | None:
+    if "errorRate" in metric:
+        return f"errorRate.max {metric['errorRate'].get('max')}"
+    if "latency" in metric:
+        lat = metric["latency"]
+        quantile = float(lat.get("quantile", 0.99)) * 100
+        return f"latency p{quantile:g} maxSeconds {lat.get('maxSeconds')}"
+    if "circuitBreaker" in metric:
+        return f"circuitBreaker.max {metric['circuitBreaker'].get('max', 0)}"
+    return metric.get("failureCondition") or metric.get("successCondition")
+
+
+def payload(
+    event: str, reason: str, message: str, when: str, rollout: Body, runs: list[Body]
+) -> Body:
+    meta, st = rollout["metadata"], rollout.get("status") or {}
+    body: Body = {
+        "event": event,
+        "reason": reason,
+        "message": message,
+        "time": when,
+        "rollout": {"namespace": meta["namespace"], "name": meta["name"]},
+        "phase": st.get("phase"),
+        "step": st.get("currentStepIndex"),
+        "canaryWeight": st.get("canaryWeight", 0),
+        "stableRevision": st.get("stableRevision") or None,
+        "canaryRevision": st.get("canaryRevision") or None,
+    }
+    if event == "aborted":
+        abort = st.get("abort") or {}
+        body["abort"] = {k: abort.get(k) for k in ("reason", "message", "time")} if abort else None
+        body["analysis"] = failed_measurement(runs, abort.get("revision"))
+    return body
+
+
+def encode(body: Body) -> bytes:
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+def signature(secret: bytes, raw: bytes) -> str:
+    return "sha256=" + hmac.new(secret, raw, hashlib.sha256).hexdigest()
+
+
+def slack(body: Body) -> Body:
+    """A Slack incoming-webhook message: one line, plus the failing metric when aborted."""
+    ro = body["rollout"]
+    head = f"{ICONS.get(body['event'], '')} *{ro['namespace']}/{ro['name']}* {body['event']}"
+    lines = [f"{head}: {body['message']}"]
+    analysis = body.get("analysis")
+    if analysis:
+        lines.append(
+            f"metric `{analysis['metric']}` = `{analysis['value']}` "
+            f"(threshold {analysis['threshold']}); query: `{analysis['query']}`"
+        )
+    return {"text": "\n".join(lines)}
