@@ -37,6 +37,7 @@ WORKLOAD_RULES = {
     ("apps", "deployments"): {"list", "watch", "create", "patch"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("", "events"): {"create"},
+    ("", "configmaps"): {"get"},
     ("", "secrets"): {"get"},
     ("networking.k8s.io", "ingresses"): {
         "get",

@@ -83,6 +83,10 @@ handlers.py and the routers). Shared by the ClusterRole and the per-namespace Ro
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# Notifications: the namespace's ConfigMap sluice-notifications.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get]
 {{- if .Values.rbac.analysisSecrets }}
 # Analysis arguments from secretKeyRef and Prometheus credentials.
 - apiGroups: [""]
