@@ -31,6 +31,9 @@ class Case:
     weights: Callable[[Body], tuple[int, int]]
     routes: Callable[[Body], list[str]]  # header route names, in order
     untouched: Callable[[Body], str]  # JSON of what Sluice must leave alone
+    header_routes: bool = True  # the router does setHeaderRoute
+    user_resource: str = ""  # where `untouched` reads, when not the weighted object
+    user_name: str = ""
 
 
 # ---------------------------------------------------------------- Istio
@@ -176,11 +179,99 @@ GATEWAY = Case(
     untouched=_http_untouched,
 )
 
-CASES = {c.name: c for c in (ISTIO, GATEWAY)}
+# ---------------------------------------------------------------- NGINX (Sluice's canary Ingress)
+
+NGINX_PREFIX = "nginx.ingress.kubernetes.io"
+
+
+def _ingress() -> Body:
+    backend = {"service": {"name": "web-stable", "port": {"number": 80}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "web", "labels": {"team": "shop"}, "annotations": {"x": "y"}},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {
+                    "host": "web.example.com",
+                    "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
+                }
+            ],
+        },
+    }
+
+
+def _nginx_weights(body: Body) -> tuple[int, int]:
+    annotations = body["metadata"].get("annotations") or {}
+    canary = int(annotations.get(f"{NGINX_PREFIX}/canary-weight", "0"))
+    return 100 - canary, canary
+
+
+def _nginx_routes(body: Body) -> list[str]:
+    annotations = body["metadata"].get("annotations") or {}
+    return ["beta"] if f"{NGINX_PREFIX}/canary-by-header" in annotations else []
+
+
+def _whole(body: Body) -> str:
+    meta = body["metadata"]
+    return json.dumps(
+        {"spec": body["spec"], "labels": meta.get("labels"), "ann": meta.get("annotations")}
+    )
+
+
+NGINX = Case(
+    name="nginx",
+    routing={"nginx": {"stableIngress": "web"}},
+    objects=[_ingress()],
+    resource="ingresses.v1.networking.k8s.io",
+    object_name="web-web-canary",
+    group="networking.k8s.io",
+    version="v1",
+    plural="ingresses",
+    kind="Ingress",
+    total=100,
+    weights=_nginx_weights,
+    routes=_nginx_routes,
+    untouched=_whole,
+    user_resource="ingresses.v1.networking.k8s.io",
+    user_name="web",
+)
+
+
+# ---------------------------------------------------------------- SMI (Sluice's TrafficSplit)
+
+
+def _split_weights(body: Body) -> tuple[int, int]:
+    by_name = {b["service"]: int(b["weight"]) for b in body["spec"]["backends"]}
+    return by_name.get("web-stable", 0), by_name.get("web-canary", 0)
+
+
+SMI = Case(
+    name="smi",
+    routing={"smi": {}},
+    objects=[],
+    resource="trafficsplits.v1alpha4.split.smi-spec.io",
+    object_name="web",
+    group="split.smi-spec.io",
+    version="v1alpha4",
+    plural="trafficsplits",
+    kind="TrafficSplit",
+    total=100,
+    weights=_split_weights,
+    routes=lambda _body: [],
+    untouched=lambda _body: "",
+    header_routes=False,
+)
+
+CASES = {c.name: c for c in (ISTIO, GATEWAY)}  # routers that edit the user's object
+EVERY = {c.name: c for c in (ISTIO, GATEWAY, NGINX, SMI)}
 
 
 def rollout(case: Case, steps: list[Body], replicas: int = 4, **canary: Any) -> Body:
     routing = {**case.routing, "managedRoutes": [{"name": "beta"}]}
+    if not case.header_routes:
+        steps = [s for s in steps if "setHeaderRoute" not in s]
     return {
         "apiVersion": "sluice.dev/v1alpha1",
         "kind": "Rollout",
