@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sluice.api.rollout import ACTIONS, RolloutStatus
-from sluice.engine import Decision, Observed, RemoveAction, RolloutInput, decide
+from sluice.engine import Decision, Observed, RemoveAction, RolloutInput, TrafficObserved, decide
 from sluice.engine.hashing import template_hash
 from sluice.sim.memory import MemoryCluster
 
@@ -174,8 +174,8 @@ def make_case(rng: random.Random, index: int) -> Case:
             for slot, seen in observed.slots.items()
         }
         observed = replace(observed, slots=slots)
-    if rng.random() < 0.05:
-        observed = replace(observed, traffic=None)
+    if rng.random() < 0.05:  # the router's objects never written, or read back unverified
+        observed = replace(observed, traffic=TrafficObserved())
     now = EPOCH + timedelta(seconds=driver.t + rng.uniform(0, 5))
     return Case(inp, observed, now)
 

@@ -53,7 +53,7 @@ log = logs.get("sluice.reconciler")
 FINALIZER = f"{GROUP}/traffic-release"  # only while a router edits objects the user owns
 PROBLEM_RETRY_SECONDS = 10.0  # a router object missing or foreign: look again this often
 CLAIMED = "shared route:"
-CHILD_RETRY_SECONDS = 30.0  # a child's name taken by a foreign object: look again this often
+REJECTED_RETRY_SECONDS = 30.0  # a refused write or a child's name taken: try again this often
 
 
 class Conflict(Exception):
@@ -275,12 +275,11 @@ class Controller:
             action=action,
         )
         now = self.clock()
-        rejected = self.rejected.get(key) or {}
-        if any(subject.startswith("child:") for subject in rejected):
-            # The foreign object may be gone by now (it carries no label we watch): say so
-            # this once, then try again later.
-            self.rejected[key] = {k: v for k, v in rejected.items() if not k.startswith("child:")}
-            self.queue.add_after(key, CHILD_RETRY_SECONDS)
+        rejected = self.rejected.pop(key, None) or {}
+        if rejected:
+            # Said this once (InvalidSpec); tried again later, as the cause may lie outside
+            # the Rollout: a template created since, a foreign object deleted since.
+            self.queue.add_after(key, REJECTED_RETRY_SECONDS)
         revision = template_hash(spec.template) if spec else ""
         template = spec.template if spec else None  # drift: the slot running it is compared
         seen = observe(meta["name"], bucket, traffic, rejected, revision, template)
@@ -635,11 +634,12 @@ class Controller:
         assert ctx.spec is not None
         name = C.deployment_name(ctx.name, act.slot)
         current = ctx.children.get(f"Deployment/{name}")
-        if current is None or current["metadata"].get("annotations", {}).get(L.REVISION) != (
-            act.revision
-        ):
-            # A new revision: every analysis it will need must resolve first. Invalid means
-            # nothing is touched, not "deployed, then refused at its first analysis".
+        stable = (ctx.rollout.get("status") or {}).get("stableRevision")
+        revision_now = (current or {}).get("metadata", {}).get("annotations", {}).get(L.REVISION)
+        if stable and act.revision not in (stable, revision_now):
+            # A new canary: every analysis it will need must resolve first. Invalid means
+            # nothing is touched, not "deployed, then refused at its first analysis". (The
+            # first revision becomes stable directly: it runs no analysis.)
             await self._check_analyses(ctx, act.revision)
         if current is None:
             M.API_CALLS.labels("create").inc()
