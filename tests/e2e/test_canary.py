@@ -310,10 +310,19 @@ def test_template_the_api_server_refuses_is_invalid_spec(
     cluster: Cluster, operator: Operator
 ) -> None:
     healthy_v1(cluster)
-    cluster.set_image("")  # a container without an image: only the Deployment API says no
+    # A pull policy no kubelet knows: Sluice's own checks let it through (a container
+    # without an image it refuses itself); only the Deployment API says no.
+    path = "/spec/template/spec/containers/0/imagePullPolicy"
+    bad = [{"op": "add", "path": path, "value": "Sometimes"}]
+    cluster.kubectl("patch", "rollout", "web", "--type", "json", "-p", json.dumps(bad))
     wait_for("InvalidSpec", lambda: cluster.condition("InvalidSpec").get("status") == "True")
-    assert "image: Required value" in cluster.condition("InvalidSpec")["message"]
+    message = cluster.condition("InvalidSpec")["message"]
+    assert "imagePullPolicy" in message and "Unsupported value" in message, message
     assert cluster.replicas("web-a") == (10, 10)
     assert cluster.selector("web")["sluice.dev/slot"] == "a"
-    cluster.set_image("nginx:1.28")  # fixed: the rollout proceeds
+    fixed = [
+        {"op": "remove", "path": path},
+        {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "nginx:1.28"},
+    ]
+    cluster.kubectl("patch", "rollout", "web", "--type", "json", "-p", json.dumps(fixed))
     at_step(cluster, 1, "Paused", 20)

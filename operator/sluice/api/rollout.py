@@ -298,8 +298,9 @@ class RolloutStatus(Model):
     """What Sluice observed and decided. All operator state lives here."""
 
     # A status written by a newer Sluice may carry fields this one does not know. The
-    # engine edits a copy field by field: assignment is validated, a misspelt field raises.
-    model_config = ConfigDict(extra="ignore", frozen=False, validate_assignment=True)
+    # engine edits a copy field by field: a misspelt field raises (unknown attributes are
+    # refused), the types are checked by mypy, not on every assignment (a hot path).
+    model_config = ConfigDict(extra="ignore", frozen=False)
 
     phase: Phase | None = Field(
         default=None, description="Progressing, Paused, Healthy or Degraded."
