@@ -157,7 +157,7 @@ ANALYSIS_PHASE = Gauge(
     ["namespace", "rollout", "metric", "phase"],
     registry=REGISTRY,
 )
-RUN_PHASES = ("Pending", "Running", "Successful", "Failed", "Inconclusive", "Error")
+RUN_PHASES = ("Pending", "Running", "Holding", "Successful", "Failed", "Inconclusive", "Error")
 _METRICS: dict[tuple[str, str], set[str]] = {}
 
 

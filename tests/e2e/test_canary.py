@@ -48,6 +48,8 @@ def test_happy_path_to_completed(cluster: Cluster, operator: Operator) -> None:
     # step 0 setWeight 20: 2 canary pods Ready, stable down to 8, root Service on both slots
     at_step(cluster, 1, "Paused", 20)
     reached_pause = time.monotonic()
+    # read at once: the 5 s pause does not wait for a slow kubectl
+    assert cluster.condition("Paused")["status"] == "True"
     assert cluster.replicas("web-b") == (2, 2)
     assert cluster.replicas("web-a")[0] == 8
     assert "sluice.dev/slot" not in cluster.selector("web")
@@ -55,7 +57,6 @@ def test_happy_path_to_completed(cluster: Cluster, operator: Operator) -> None:
     assert cluster.selector("web-stable")["sluice.dev/slot"] == "a"
     st = cluster.status()
     assert st["canaryRevision"] != stable and st["stableRevision"] == stable
-    assert cluster.condition("Paused")["status"] == "True"
 
     # pause 5s, then setWeight 50, then the manual pause
     at_step(cluster, 3, "Paused", 50, timeout=20)

@@ -110,9 +110,10 @@ def test_every_panel_and_rule_returns_data(
         )
         erroring = (
             f'sluice_analysis_metric_phase{{metric="flaky-check",namespace="{cluster.namespace}",'
-            'phase="Error",rollout="flaky"} 1.0'
+            'phase="Holding",rollout="flaky"} 1.0'
         )
-        wait_for("flaky's metric in Error", lambda: erroring in operator.metrics(), timeout=60)
+        # onProviderError pause: held (within maxOutage) while its provider is down
+        wait_for("flaky's metric Holding", lambda: erroring in operator.metrics(), timeout=60)
         assert receiver.got, "no notification delivered"
         time.sleep(3)  # two more scrapes
         text = operator.metrics()
