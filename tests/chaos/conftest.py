@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.fleet import Fleet
+from tests.chaos.fleet import Fleet, router_of
 from tests.chaos.invariants import action_events, actions, step_events, steps, traffic
 from tests.chaos.recording import ChaosRecorder
 from tests.e2e import conftest as e2e
@@ -62,15 +62,8 @@ def violations(fleet: Fleet, recorder: ChaosRecorder, kills: int) -> list[str]:
         bad += step_events(events, reached, kills)
         bad += actions(history, m.name, m.applied)
         bad += action_events(events, m.applied, kills)
-        bad += traffic(history, m.name, fleet.replicas, _router(m))
+        bad += traffic(history, m.name, fleet.replicas, router_of(m.name, m.scenario))
         live = fleet.cluster.rollout(m.name)
         if (live["metadata"].get("annotations") or {}).get("sluice.dev/action"):
             bad.append(f"{m.name}: an action annotation was never removed")
     return bad
-
-
-def _router(m: object) -> object:
-    from tests.chaos.fleet import Member, router_of
-
-    assert isinstance(m, Member)
-    return router_of(m.name, m.scenario)

@@ -113,6 +113,18 @@ class Fleet:
         self.client = kubernetes.config.new_client_from_config(config_file=cluster.kubeconfig)
         self.api = kubernetes.client.CustomObjectsApi(self.client)
         self.errors = 0  # failed polls (the API server away)
+        self.acted_at: list[float] = []  # when each action was set (monotonic)
+
+    def kubectl(self, *args: str, timeout: float = 90) -> str:
+        """kubectl, retried while the API server is away (a fault test makes it so)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.cluster.kubectl(*args)
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     def close(self) -> None:
         self.client.close()
@@ -130,7 +142,8 @@ class Fleet:
         except Exception:
             self.errors += 1
             return {}
-        return {item["metadata"]["name"]: item for item in listed["items"]}
+        items: list[Body] = listed["items"]  # type: ignore[index]
+        return {item["metadata"]["name"]: item for item in items}
 
     def wait_healthy(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -151,7 +164,7 @@ class Fleet:
         m.acted = set()
         m.done = False
         m.canary = ""
-        st = self.cluster.status(m.name)
+        st = json.loads(self.kubectl("get", "rollout", m.name, "-o", "json")).get("status") or {}
         m.before = str(st.get("canaryRevision") or "")
         patch = [
             {
@@ -160,14 +173,15 @@ class Fleet:
                 "value": f"nginx:1.{m.round + 20}",
             }
         ]
-        out = self.cluster.kubectl(
+        out = self.kubectl(
             "patch", "rollout", m.name, "--type", "json", "-p", json.dumps(patch), "-o", "json"
         )
         m.generation = int(json.loads(out)["metadata"]["generation"])
 
     def act(self, m: Member, action: str) -> None:
-        self.cluster.kubectl("annotate", "--overwrite", "rollout", m.name, f"{ACTION}={action}")
+        self.kubectl("annotate", "--overwrite", "rollout", m.name, f"{ACTION}={action}")
         m.applied.append(action)
+        self.acted_at.append(time.monotonic())
 
     def step(self, bodies: dict[str, Body], more_rounds: bool) -> None:
         """One pass of the driver over every member."""
@@ -196,7 +210,7 @@ class Fleet:
                 m.done = True
                 continue
             action = m.scenario.actions.get(index) if index is not None else None
-            if action and phase == "Paused" and index not in m.acted and not pending:
+            if action and phase == "Paused" and isinstance(index, int) and index not in m.acted:
                 m.acted.add(index)
                 self.act(m, action)
 

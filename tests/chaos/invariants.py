@@ -177,10 +177,15 @@ def traffic(history: list[Seen], name: str, replicas: int, router: Router | None
     healthy = False
     bad: list[str] = []
 
-    def aborting(rv: int) -> bool:
-        before = [s for s in rollouts if s.rv <= rv]
-        after = [s for s in rollouts if s.rv > rv][:1]
-        return any(_status(s).get("abort") for s in before[-1:] + after)
+    # A canary's abort moves traffic back at once (the status saying so may be written
+    # later: a 409 delays it), and the stable refills: a dip then is documented, until
+    # the first time capacity is whole again after the abort was recorded.
+    aborted: dict[str, int] = {}
+    for s in rollouts:
+        revision = _status(s).get("canaryRevision")
+        if _status(s).get("abort") and revision:
+            aborted.setdefault(str(revision), s.rv)
+    refilled: set[str] = set()
 
     observed: dict[str, Body] = {}  # Deployment -> the template its controller has seen
     for seen in timeline:
@@ -200,7 +205,12 @@ def traffic(history: list[Seen], name: str, replicas: int, router: Router | None
             if _ready(dep, observed.get(f"{name}-{slot}"), new_only=True) < 1:
                 bad.append(f"{where}: traffic to {name}-{slot} with no Ready pod")
         capacity = sum(_ready(state.get(("Deployment", f"{name}-{s}"))) for s in taking)
-        if capacity < replicas and not aborting(seen.rv):
+        current = state.get(("Rollout", name)) or {}
+        revision = str((current.get("status") or {}).get("canaryRevision") or "")
+        if revision in aborted and capacity >= replicas and seen.rv > aborted[revision]:
+            refilled.add(revision)
+        excused = revision in aborted and revision not in refilled and len(taking) == 1
+        if capacity < replicas and not excused:
             bad.append(f"{where}: Ready capacity {capacity} < {replicas} (slots {taking})")
     return bad
 
@@ -229,3 +239,16 @@ def _taking(
         if weight > 0 and slot and slot not in out:
             out.append(str(slot))
     return out
+
+
+def steps_per_round(events: list[Body], rounds: int) -> list[str]:
+    """No step reported twice in one round: each StepReached index at most once a round
+    (for a history with holes, where the status transitions cannot all be seen)."""
+    seen: Counter[int] = Counter()
+    for event in events:
+        match = (
+            re.match(r"step (\d+)/", event["message"]) if event["reason"] == "StepReached" else None
+        )
+        if match:
+            seen[int(match.group(1))] += int(event.get("count") or 1)
+    return [f"step {k} reached {n} times in {rounds} rounds" for k, n in seen.items() if n > rounds]

@@ -160,6 +160,9 @@ class FaultProxy:
                 headers=headers,
                 data=data or None,
                 allow_redirects=False,
+                # As sent: the Python client sends JSON with no Content-Type, which the API
+                # server takes; aiohttp's default (octet-stream) it refuses with 415.
+                skip_auto_headers=("Content-Type",),
             )
         except aiohttp.ClientError as exc:
             return web.json_response(

@@ -8,7 +8,7 @@ phase its scenario dictates, no step is repeated or skipped, traffic never reach
 without a Ready pod, Ready capacity never drops below `replicas` (except right after an
 abort), every action is applied exactly once.
 
-SLUICE_CHAOS_KILLS (N, default 12), SLUICE_CHAOS_ROLLOUTS (M, default 6),
+SLUICE_CHAOS_KILLS (N, default 20), SLUICE_CHAOS_ROLLOUTS (M, default 6),
 SLUICE_CHAOS_SEED (default 1) make a longer run.
 """
 
@@ -36,7 +36,7 @@ def test_operator_killed_n_times_across_concurrent_rollouts_loses_nothing(
     operators: list[Operator],
     tmp_path: Path,
 ) -> None:
-    kills, size = env_int("SLUICE_CHAOS_KILLS", 12), env_int("SLUICE_CHAOS_ROLLOUTS", 6)
+    kills, size = env_int("SLUICE_CHAOS_KILLS", 20), env_int("SLUICE_CHAOS_ROLLOUTS", 6)
     rng = random.Random(env_int("SLUICE_CHAOS_SEED", 1))
     scenarios = [SCENARIOS[i % len(SCENARIOS)] for i in range(size)]
     fleet = Fleet(cluster, scenarios)
