@@ -40,8 +40,8 @@ def test_429_500_504_for_a_while_back_off_and_lose_nothing(
     cluster: Cluster,
     router_crds: str,
     recorder: ChaosRecorder,
-    operators: list[Operator],
     proxy: FaultProxy,
+    operators: list[Operator],  # after the proxy: stopped before it
     tmp_path: Path,
 ) -> None:
     fraction = float(os.environ.get("SLUICE_CHAOS_FAULT_FRACTION", 0.3))
