@@ -89,10 +89,15 @@ class FaultProxy:
 
     def stop(self) -> None:
         async def _stop() -> None:
-            if self.runner is not None:
-                await self.runner.cleanup()
+            # The upstream first: a watch still streaming through a handler ends with it.
             if self.session is not None:
                 await self.session.close()
+            if self.runner is not None:
+                await self.runner.cleanup()
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
 
         try:
             asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(timeout=30)
@@ -178,6 +183,6 @@ class FaultProxy:
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)
             except (aiohttp.ClientError, ConnectionResetError):
-                pass
+                return response  # either side went away: nothing more to send
             await response.write_eof()
             return response
