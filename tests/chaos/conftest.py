@@ -67,3 +67,17 @@ def violations(fleet: Fleet, recorder: ChaosRecorder, kills: int) -> list[str]:
         if (live["metadata"].get("annotations") or {}).get("sluice.dev/action"):
             bad.append(f"{m.name}: an action annotation was never removed")
     return bad
+
+
+def lost_events(fleet: Fleet) -> dict[str, int]:
+    """Promoted/Aborted Events missing for actions that were applied (status says so): an
+    operator killed between its status write and its Event post loses the Event."""
+    lost: dict[str, int] = {}
+    for m in fleet.members:
+        reasons = [e["reason"] for e in fleet.cluster.events(m.name)]
+        promoted = sum(a in ("promote", "promote-full") for a in m.applied)
+        for reason, want in (("Promoted", promoted), ("Aborted", m.applied.count("abort"))):
+            missing = want - reasons.count(reason)
+            if missing > 0:
+                lost[reason] = lost.get(reason, 0) + missing
+    return lost

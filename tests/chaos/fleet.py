@@ -170,7 +170,9 @@ class Fleet:
             {
                 "op": "replace",
                 "path": "/spec/template/spec/containers/0/image",
-                "value": f"nginx:1.{m.round + 20}",
+                # Never the first image (nginx:1.27): setting the stable's template back
+                # is a revert (AbortResolved), not this round's scenario.
+                "value": f"nginx:2.{m.round}",
             }
         ]
         out = self.kubectl(

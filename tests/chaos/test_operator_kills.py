@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.conftest import env_int, violations
+from tests.chaos.conftest import env_int, lost_events, violations
 from tests.chaos.fleet import SCENARIOS, Fleet
 from tests.chaos.recording import ChaosRecorder
 from tests.e2e.conftest import Cluster, Operator
@@ -70,17 +70,17 @@ def test_operator_killed_n_times_across_concurrent_rollouts_loses_nothing(
     finally:
         done.wait(timeout=60)
         fleet.close()
+        recorder.dump(tmp_path / "history.jsonl")  # for a post-mortem, pass or fail
     elapsed = time.monotonic() - started
     assert not problems, problems
     assert len(killed) == kills
 
-    recorder.dump(tmp_path / "history.jsonl")
     rounds = sum(m.round for m in fleet.members)
     bad = violations(fleet, recorder, kills)
     print(
         f"\nchaos kills: {kills} SIGKILLs across {size} Rollouts, {rounds} rounds, "
         f"{sum(len(m.applied) for m in fleet.members)} actions, {elapsed:.0f}s, "
-        f"{len(bad)} wrong outcomes"
+        f"{len(bad)} wrong outcomes; Events lost to a kill: {lost_events(fleet)}"
     )
     assert not recorder.gaps, recorder.gaps
     assert not bad, "\n".join(bad)
