@@ -38,9 +38,11 @@ def _versions(history: Iterable[Seen], kind: str, name: str) -> list[Seen]:
 
 
 def steps(history: list[Seen], name: str) -> tuple[list[str], Counter[int]]:
-    """currentStepIndex moves forward by one within a canary (a promote-full may jump, a
-    retry starts a new attempt at 0); returns the violations and how often each step index
-    was reached by the rollout itself (not by an action), which StepReached Events count."""
+    """currentStepIndex only moves forward within a canary, by one per step passed; several
+    in one status write only over steps that hold by themselves (never an untimed pause
+    without a promote; a promote-full may jump anywhere; a retry starts a new attempt);
+    returns the violations and how often each step index was reached by the rollout itself
+    (not by an action), which StepReached Events count."""
     bad: list[str] = []
     reached: Counter[int] = Counter()
     prev: Body | None = None
@@ -48,7 +50,8 @@ def steps(history: list[Seen], name: str) -> tuple[list[str], Counter[int]]:
         if seen.type == "DELETED":
             break
         st = _status(seen)
-        n = len(seen.body["spec"]["strategy"]["canary"]["steps"])
+        steps_of = seen.body["spec"]["strategy"]["canary"]["steps"]
+        n = len(steps_of)
         if prev is None:
             prev = st
             continue
@@ -60,17 +63,27 @@ def steps(history: list[Seen], name: str) -> tuple[list[str], Counter[int]]:
         where = f"Rollout {name} at resourceVersion {seen.rv}"
         if same and idx is not None and prev_idx is not None:
             delta = idx - prev_idx
+            first = prev_idx + 1  # the step an action (if any) completed into
             if delta < 0:
                 bad.append(f"{where}: step went back from {prev_idx} to {idx}")
-            elif delta > 1 and consumed != "promote-full":
-                bad.append(f"{where}: steps {prev_idx + 1}..{idx - 1} skipped ({consumed=})")
-            elif delta == 1 and consumed is None:
-                reached[idx] += 1
-            elif delta == 1 and consumed not in ("promote", "promote-full"):
+            elif delta >= 1 and consumed not in (None, "promote", "promote-full"):
                 bad.append(f"{where}: step {idx} reached by action {consumed}")
-        elif rev and rev != prev_rev:
-            if idx not in (0, None):
-                bad.append(f"{where}: canary {rev} started at step {idx}, not 0")
+            elif consumed != "promote-full":
+                # One decision may pass several steps whose conditions already hold (a
+                # killed predecessor did their work); an untimed pause passed without a
+                # promote is a skipped step.
+                for index in range(prev_idx + (1 if consumed else 0), idx):
+                    if _holds(steps_of, index):
+                        bad.append(f"{where}: untimed pause {index} passed without a promote")
+                for index in range(first + (1 if consumed else 0), idx + 1):
+                    reached[index] += 1
+        elif rev and rev != prev_rev and idx not in (0, None):
+            # A new canary whose first steps held at once (its pods were Ready by then).
+            for index in range(idx):
+                if _holds(steps_of, index):
+                    bad.append(f"{where}: canary {rev} started past untimed pause {index}")
+            for index in range(1, idx + 1):
+                reached[index] += 1
         elif (
             not rev
             and prev_rev
@@ -84,6 +97,12 @@ def steps(history: list[Seen], name: str) -> tuple[list[str], Counter[int]]:
                 reached[index] += 1
         prev = st
     return bad, reached
+
+
+def _holds(steps_of: list[Body], index: int) -> bool:
+    """An untimed pause: only a promote passes it."""
+    pause = steps_of[index].get("pause") if index < len(steps_of) else None
+    return isinstance(pause, dict) and not pause.get("duration")
 
 
 def step_events(events: list[Body], reached: Counter[int], kills: int) -> list[str]:

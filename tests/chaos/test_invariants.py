@@ -71,7 +71,20 @@ def test_a_skipped_or_repeated_step_is_named() -> None:
     canary(h, 2)  # skipped 1
     canary(h, 1)  # went back
     bad, _ = steps(h.seen, "web")
-    assert len(bad) == 2 and "skipped" in bad[0] and "went back" in bad[1]
+    assert len(bad) == 2 and "untimed pause 1 passed" in bad[0] and "went back" in bad[1]
+
+
+def test_steps_that_already_hold_may_pass_in_one_write_but_never_an_untimed_pause() -> None:
+    h = History()
+    h.rollout(phase="Healthy", stableRevision="c1")
+    canary(h, 1)  # setWeight 25 held at once (a killed predecessor had made the pods)
+    canary(h, 3, consumedAction="promote")  # promoted past 1, setWeight 50 held at once
+    bad, reached = steps(h.seen, "web")
+    assert bad == [] and dict(reached) == {1: 1, 3: 1}
+    h.rollout(phase="Healthy", stableRevision="c2")
+    h.rollout(phase="Progressing", canaryRevision="c3", stableRevision="c2", currentStepIndex=2)
+    bad, _ = steps(h.seen, "web")
+    assert bad and "past untimed pause 1" in bad[0]
 
 
 def test_events_beyond_the_status_or_lost_beyond_the_kills_are_named() -> None:
