@@ -1,0 +1,83 @@
+"""Chaos fixtures: the e2e cluster and operator, a gap-free recorder, the fleet's checks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.fleet import Fleet, router_of
+from tests.chaos.invariants import action_events, actions, step_events, steps, traffic
+from tests.chaos.recording import ChaosRecorder
+from tests.e2e import conftest as e2e
+from tests.e2e.conftest import Cluster, Operator
+from tests.e2e.traffic_cases import ISTIO
+
+# The e2e fixtures and report hook, shared (a conftest cannot be a plugin below the root).
+kubeconfig = e2e.kubeconfig
+router_crds = e2e.router_crds
+cluster = e2e.cluster
+pytest_runtest_makereport = e2e.pytest_runtest_makereport
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@pytest.fixture
+def recorder(cluster: Cluster) -> Iterator[ChaosRecorder]:
+    rec = ChaosRecorder(cluster.kubeconfig, cluster.namespace)
+    rec.watch_all([(ISTIO.group, ISTIO.version, ISTIO.plural, ISTIO.kind)])
+    yield rec
+    rec.stop()
+
+
+@pytest.fixture
+def operators(
+    cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[list[Operator]]:
+    """Operators a test starts (each stopped at the end); their logs shown on failure."""
+    started: list[Operator] = []
+    yield started
+    for op in started:
+        op.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for op in started[-1:]:
+            sys.stderr.write(f"\n--- operator log ({op.log}) ---\n")
+            sys.stderr.write(op.log.read_text()[-20000:])
+
+
+def violations(fleet: Fleet, recorder: ChaosRecorder, kills: int) -> list[str]:
+    """Every invariant, for every member of the fleet, from the watch history."""
+    history = recorder.history()
+    bad = list(fleet.wrong_outcomes())
+    for m in fleet.members:
+        events = fleet.cluster.events(m.name)
+        step_bad, reached = steps(history, m.name)
+        bad += step_bad
+        bad += step_events(events, reached, kills)
+        bad += actions(history, m.name, m.applied)
+        bad += action_events(events, m.applied, kills)
+        bad += traffic(history, m.name, fleet.replicas, router_of(m.name, m.scenario))
+        live = fleet.cluster.rollout(m.name)
+        if (live["metadata"].get("annotations") or {}).get("sluice.dev/action"):
+            bad.append(f"{m.name}: an action annotation was never removed")
+    return bad
+
+
+def lost_events(fleet: Fleet) -> dict[str, int]:
+    """Promoted/Aborted Events missing for actions that were applied (status says so): an
+    operator killed between its status write and its Event post loses the Event."""
+    lost: dict[str, int] = {}
+    for m in fleet.members:
+        reasons = [e["reason"] for e in fleet.cluster.events(m.name)]
+        promoted = sum(a in ("promote", "promote-full") for a in m.applied)
+        for reason, want in (("Promoted", promoted), ("Aborted", m.applied.count("abort"))):
+            missing = want - reasons.count(reason)
+            if missing > 0:
+                lost[reason] = lost.get(reason, 0) + missing
+    return lost

@@ -1,0 +1,239 @@
+"""Concurrent Rollouts with scripted scenarios, driven round after round while faults happen.
+
+A scenario is a list of steps, the actions a user sets at given paused steps, and the
+phase the round must end in. The driver polls the Rollouts (one list call), sets each
+action once when its step is reached, starts the next round (a new image) when a round
+ends, and records everything it did, for the invariants to compare with the history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kubernetes
+
+from tests.chaos.invariants import Router
+from tests.e2e.conftest import Cluster
+from tests.e2e.traffic_cases import ISTIO, rollout
+
+Body = dict[str, Any]
+ACTION = "sluice.dev/action"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    label: str
+    router: bool  # through an Istio VirtualService, else replica mode
+    steps: list[Body]
+    actions: dict[int, str]  # paused at this step index -> set this action
+    outcome: str  # the phase a round ends in
+
+
+def _w(weight: int) -> Body:
+    return {"setWeight": weight}
+
+
+HOLD: Body = {"pause": {}}
+TIMED: Body = {"pause": {"duration": 2}}
+
+SCENARIOS = [
+    Scenario("replica-promote", False, [_w(25), HOLD, _w(50), TIMED], {1: "promote"}, "Healthy"),
+    Scenario(
+        "istio-promote-full", True, [_w(20), HOLD, _w(50), HOLD], {1: "promote-full"}, "Healthy"
+    ),
+    Scenario("replica-abort", False, [_w(25), TIMED, _w(50), HOLD], {3: "abort"}, "Degraded"),
+    Scenario("istio-timed", True, [_w(25), TIMED, _w(50), TIMED], {}, "Healthy"),
+    Scenario(
+        "replica-promote-full",
+        False,
+        [_w(25), HOLD, _w(50), HOLD, _w(75), HOLD],
+        {1: "promote-full"},
+        "Healthy",
+    ),
+    Scenario(
+        "istio-promote-abort",
+        True,
+        [_w(30), HOLD, _w(60), HOLD],
+        {1: "promote", 3: "abort"},
+        "Degraded",
+    ),
+]
+
+
+def _renamed(body: Body, name: str) -> Body:
+    """traffic_cases' objects are named "web"; every Rollout here has its own."""
+    return dict(json.loads(json.dumps(body).replace('"web', f'"{name}')))
+
+
+def manifests(name: str, scenario: Scenario, replicas: int) -> list[Body]:
+    if scenario.router:
+        objects = [_renamed(o, name) for o in ISTIO.objects]
+        body = _renamed(rollout(ISTIO, scenario.steps, replicas=replicas), name)
+        body["spec"]["strategy"]["canary"]["trafficRouting"].pop("managedRoutes", None)
+        return [*objects, body]
+    body = _renamed(rollout(ISTIO, scenario.steps, replicas=replicas), name)
+    body["spec"]["strategy"]["canary"].pop("trafficRouting")
+    return [body]
+
+
+def router_of(name: str, scenario: Scenario) -> Router | None:
+    if not scenario.router:
+        return None
+
+    def weights(body: Body) -> tuple[int, int]:
+        route = next(r for r in body["spec"]["http"] if r.get("name") == "primary")
+        hosts = {d["destination"]["host"]: int(d.get("weight", 0)) for d in route["route"]}
+        return hosts.get(f"{name}-stable", 0), hosts.get(f"{name}-canary", 0)
+
+    return Router(ISTIO.kind, name, weights)
+
+
+@dataclass
+class Member:
+    name: str
+    scenario: Scenario
+    round: int = 0
+    generation: int = 0  # the generation of this round's template
+    acted: set[int] = field(default_factory=set)
+    applied: list[str] = field(default_factory=list)  # every action set, in order
+    outcomes: list[tuple[int, str]] = field(default_factory=list)  # (round, phase it ended in)
+    done: bool = True  # the current round has ended
+    before: str = ""  # the canary revision in status when the round began (an aborted one)
+    canary: str = ""  # this round's canary revision, once the status shows it
+
+
+class Fleet:
+    def __init__(self, cluster: Cluster, scenarios: list[Scenario], replicas: int = 4) -> None:
+        self.cluster = cluster
+        self.replicas = replicas
+        self.members = [Member(f"{s.label}-{i}", s) for i, s in enumerate(scenarios)]
+        self.client = kubernetes.config.new_client_from_config(config_file=cluster.kubeconfig)
+        self.api = kubernetes.client.CustomObjectsApi(self.client)
+        self.errors = 0  # failed polls (the API server away)
+        self.acted_at: list[float] = []  # when each action was set (monotonic)
+
+    def kubectl(self, *args: str, timeout: float = 90) -> str:
+        """kubectl, retried while the API server is away (a fault test makes it so)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.cluster.kubectl(*args)
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def create(self) -> None:
+        for m in self.members:
+            for body in manifests(m.name, m.scenario, self.replicas):
+                self.cluster.kubectl("apply", "--validate=false", "-f", "-", stdin=json.dumps(body))
+
+    def poll(self) -> dict[str, Body]:
+        try:
+            listed = self.api.list_namespaced_custom_object(
+                "sluice.dev", "v1alpha1", self.cluster.namespace, "rollouts", _request_timeout=5
+            )
+        except Exception:
+            self.errors += 1
+            return {}
+        items: list[Body] = listed["items"]  # type: ignore[index]
+        return {item["metadata"]["name"]: item for item in items}
+
+    def wait_healthy(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            bodies = self.poll()
+            if len(bodies) == len(self.members) and all(
+                (b.get("status") or {}).get("phase") == "Healthy" for b in bodies.values()
+            ):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"not all Healthy after {timeout}s: {self._phases(self.poll())}")
+
+    def _phases(self, bodies: dict[str, Body]) -> dict[str, Any]:
+        return {n: (b.get("status") or {}).get("phase") for n, b in bodies.items()}
+
+    def start_round(self, m: Member) -> None:
+        m.round += 1
+        m.acted = set()
+        m.done = False
+        m.canary = ""
+        st = json.loads(self.kubectl("get", "rollout", m.name, "-o", "json")).get("status") or {}
+        m.before = str(st.get("canaryRevision") or "")
+        patch = [
+            {
+                "op": "replace",
+                "path": "/spec/template/spec/containers/0/image",
+                # Never the first image (nginx:1.27): setting the stable's template back
+                # is a revert (AbortResolved), not this round's scenario.
+                "value": f"nginx:2.{m.round}",
+            }
+        ]
+        out = self.kubectl(
+            "patch", "rollout", m.name, "--type", "json", "-p", json.dumps(patch), "-o", "json"
+        )
+        m.generation = int(json.loads(out)["metadata"]["generation"])
+
+    def act(self, m: Member, action: str) -> None:
+        self.kubectl("annotate", "--overwrite", "rollout", m.name, f"{ACTION}={action}")
+        m.applied.append(action)
+        self.acted_at.append(time.monotonic())
+
+    def step(self, bodies: dict[str, Body], more_rounds: bool) -> None:
+        """One pass of the driver over every member."""
+        for m in self.members:
+            body = bodies.get(m.name)
+            if body is None:
+                continue
+            if m.done:
+                if more_rounds:
+                    self.start_round(m)
+                continue
+            st = body.get("status") or {}
+            if int(st.get("observedGeneration") or 0) < m.generation:
+                continue  # the operator has not seen this round's template yet
+            phase, index = st.get("phase"), st.get("currentStepIndex")
+            pending = (body["metadata"].get("annotations") or {}).get(ACTION)
+            revision = st.get("canaryRevision") or ""
+            if not m.canary and revision and revision != m.before:
+                m.canary = revision  # this round's canary started
+            if not m.canary or pending:
+                continue
+            promoted = phase == "Healthy" and not revision and st.get("stableRevision") == m.canary
+            aborted = phase == "Degraded" and revision == m.canary and st.get("abort")
+            if promoted or aborted:
+                m.outcomes.append((m.round, str(phase)))
+                m.done = True
+                continue
+            action = m.scenario.actions.get(index) if index is not None else None
+            if action and phase == "Paused" and isinstance(index, int) and index not in m.acted:
+                m.acted.add(index)
+                self.act(m, action)
+
+    def run(self, until: Any, timeout: float) -> None:
+        """Rounds go on while `until()` is false; then the rounds in flight finish."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            more = not until()
+            self.step(self.poll(), more)
+            if not more and all(m.done for m in self.members):
+                return
+            time.sleep(0.3)
+        left = {m.name: (m.round, m.acted) for m in self.members if not m.done}
+        raise AssertionError(
+            f"rounds not finished after {timeout}s: {left}; {self._phases(self.poll())}"
+        )
+
+    def wrong_outcomes(self) -> list[str]:
+        return [
+            f"{m.name} round {r}: ended {phase}, its scenario says {m.scenario.outcome}"
+            for m in self.members
+            for r, phase in m.outcomes
+            if phase != m.scenario.outcome
+        ]
