@@ -33,6 +33,17 @@ system-deps:
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends lua5.1; \
 	}
+	@# The dashboard test drives headless Chromium; the live view runs in tmux; TLS tests
+	@# make their certificates with openssl.
+	@command -v chromium >/dev/null 2>&1 && command -v tmux >/dev/null 2>&1 && \
+	  command -v openssl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "chromium, tmux or openssl missing: run 'sudo make system-deps'" >&2; exit 1; \
+	  fi; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	    chromium tmux openssl; \
+	}
 
 ## The whole suite: unit, property and (with SLUICE_E2E_KUBECONFIG) e2e tests.
 test: venv
