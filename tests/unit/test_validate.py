@@ -293,3 +293,32 @@ def test_selector_string_is_kubectl_syntax() -> None:
 )
 def test_selector_matches(raw: dict[str, Any], labels: dict[str, str], matches: bool) -> None:
     assert selector_matches(selector(raw), labels) is matches
+
+
+def test_argo_rollouts_fields_sluice_does_not_do_are_refused_by_name() -> None:
+    """The CRD keeps unknown fields under trafficRouting and the canary strategy (so the API
+    server does not prune them in silence); the operator refuses them, naming the field."""
+    import yaml
+
+    from sluice.api.crd import all_crds, render
+
+    crd = yaml.safe_load(render(all_crds()["sluice.dev_rollouts.yaml"]))
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    canary = schema["properties"]["spec"]["properties"]["strategy"]["properties"]["canary"]
+    assert canary.get("x-kubernetes-preserve-unknown-fields") is True
+    routing = canary["properties"]["trafficRouting"]
+    assert routing.get("x-kubernetes-preserve-unknown-fields") is True
+    for extra, field in (
+        ({"trafficRouting": {"alb": {"ingress": "web"}}}, "trafficRouting.alb"),
+        ({"maxSurge": "25%"}, "canary.maxSurge"),
+    ):
+        raw = {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+            },
+            "strategy": {"canary": {"steps": [{"setWeight": 10}], **extra}},
+        }
+        with pytest.raises(InvalidSpec, match=rf"{field}[^;]*not supported by Sluice"):
+            parse_spec(raw)
