@@ -39,6 +39,8 @@ def test_a_secret_argument_is_sent_but_masked_in_the_run_and_the_log(
             },
             "successCondition": "result == 2",
             "interval": "2s",
+            # both demo targets scraped before the first look (a race seen once in CI-like runs)
+            "initialDelay": "4s",
             "inconclusiveLimit": 3,
         }
     )

@@ -52,7 +52,6 @@ from sluice.routers.set import RouterSet
 log = logs.get("sluice.reconciler")
 FINALIZER = f"{GROUP}/traffic-release"  # only while a router edits objects the user owns
 PROBLEM_RETRY_SECONDS = 10.0  # a router object missing or foreign: look again this often
-CLAIMED = "shared route:"
 REJECTED_RETRY_SECONDS = 30.0  # a refused write or a child's name taken: try again this often
 
 
@@ -99,6 +98,7 @@ class Controller:
         self.cache = Cache()
         self.queue: WorkQueue[Key] = WorkQueue()
         self.traffic_problems: dict[Key, str] = {}  # a router's apply refused, until it works
+        self.claim_problems: dict[Key, str] = {}  # a route another Rollout holds: never written
         self.conflicts: dict[Key, int] = {}  # consecutive conflicts, for their backoff
         self.claims: dict[tuple[str, str], set[Key]] = {}  # (namespace, route) -> claimants
         self.claimed: dict[Key, set[str]] = {}
@@ -133,6 +133,7 @@ class Controller:
             self.rejected.pop(key, None)
             self.last_error.pop(key, None)
             self.traffic_problems.pop(key, None)
+            self.claim_problems.pop(key, None)
             self.conflicts.pop(key, None)
             for other in self._claim(key, set()):
                 self.queue.add(other)  # the route it held is free now
@@ -256,13 +257,13 @@ class Controller:
             if routers.edits_user_objects and FINALIZER not in (meta.get("finalizers") or []):
                 body = await self._set_finalizer(body, add=True)
             traffic = routers.observe(ctx)
-            problem = self._claim_problem(key, set(routers.claims(ctx)))
-            if problem:
-                self.traffic_problems[key] = problem
-            elif self.traffic_problems.get(key, "").startswith(CLAIMED):
-                self.traffic_problems.pop(key)
-            problem = self.traffic_problems.get(key)
-            if problem and (traffic.problem is None or problem.startswith(CLAIMED)):
+            claimed = self._claim_problem(key, set(routers.claims(ctx)))
+            if claimed:
+                self.claim_problems[key] = claimed
+            else:
+                self.claim_problems.pop(key, None)
+            problem = claimed or self.traffic_problems.get(key)
+            if problem and (traffic.problem is None or claimed):
                 traffic = TrafficObserved(traffic.plan, False, problem)
         status = _status(body)
         action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
@@ -459,7 +460,7 @@ class Controller:
             rivals = [k for k in self.claims[(key[0], claim)] if k in self.cache.rollouts]
             owner = min(rivals, key=self._age)
             if owner != key:
-                return f"{CLAIMED} {claim} is already managed by Rollout {owner[1]}"
+                return f"shared route: {claim} is already managed by Rollout {owner[1]}"
         return None
 
     def _age(self, key: Key) -> tuple[str, str]:
@@ -469,7 +470,7 @@ class Controller:
     async def _set_traffic(
         self, key: Key, ctx: RouteContext, act: SetTraffic, routers: RouterSet
     ) -> None:
-        if self.traffic_problems.get(key, "").startswith(CLAIMED):
+        if key in self.claim_problems:
             return  # another Rollout's route: never written from here
         M.API_CALLS.labels("traffic").inc()
         try:
