@@ -76,7 +76,9 @@ def test_operator_killed_n_times_across_concurrent_rollouts_loses_nothing(
     assert len(killed) == kills
 
     rounds = sum(m.round for m in fleet.members)
-    bad = violations(fleet, recorder, kills)
+    # Events are named after the decision and posted before the status write: a kill
+    # loses none of them (before that, 14 of 95 action Events were lost in 50 kills).
+    bad = violations(fleet, recorder, kills=0)
     print(
         f"\nchaos kills: {kills} SIGKILLs across {size} Rollouts, {rounds} rounds, "
         f"{sum(len(m.applied) for m in fleet.members)} actions, {elapsed:.0f}s, "
@@ -84,5 +86,6 @@ def test_operator_killed_n_times_across_concurrent_rollouts_loses_nothing(
     )
     assert not recorder.gaps, recorder.gaps
     assert not bad, "\n".join(bad)
+    assert lost_events(fleet) == {}
     assert all(m.round >= 1 for m in fleet.members)
     assert op.proc is not None and op.proc.poll() is None, "the operator died by itself"

@@ -117,6 +117,13 @@ class Stage:
         )
         assert self.cluster.status("shop")["stableRevision"] == self.revisions[0]
         self.apply(v2(self.rollout))
+        # until the operator has seen v2, the status (Completed=True) still describes v1
+        generation = self.cluster.rollout("shop")["metadata"]["generation"]
+        wait_for(
+            "the operator saw the new revision",
+            lambda: self.cluster.status("shop").get("observedGeneration", 0) >= generation,
+            timeout=30,
+        )
 
     def run(self, name: str = "bg") -> dict[str, Any]:
         runs = json.loads(self.cluster.kubectl("get", "analysisruns.sluice.dev", "-o", "json"))

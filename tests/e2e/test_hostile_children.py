@@ -174,6 +174,12 @@ def test_children_deleted_or_edited_by_hand_are_restored_with_an_event(
         return bool(body) and body["spec"]["template"]["spec"]["containers"][0]["image"] == image
 
     wait_for("the image written back", reverted, timeout=20)
+    # the Event follows the write back by a few hundred milliseconds
+    wait_for(
+        "a DriftReverted Event",
+        lambda: any(e["reason"] == "DriftReverted" for e in cluster.events()),
+        timeout=10,
+    )
     drift = [e for e in cluster.events() if e["reason"] == "DriftReverted"]
     assert drift and "evil/x" in drift[0]["message"] and drift[0]["type"] == "Warning"
 

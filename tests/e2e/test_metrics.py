@@ -103,6 +103,12 @@ def test_every_panel_and_rule_returns_data(
         for body in bodies:  # the new version: a canary each
             body["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.28"
         cluster.kubectl("apply", "-f", "-", stdin=json.dumps(apply))
+        # until the operator has seen the new version, Completed=True still describes v1
+        generation = cluster.rollout("good")["metadata"]["generation"]
+        wait_for(
+            "the operator saw the new version",
+            lambda: cluster.status("good").get("observedGeneration", 0) >= generation,
+        )
         completed = lambda: cluster.condition("Completed", "good").get("status") == "True"  # noqa: E731
         wait_for("good Completed", completed, timeout=90)
         wait_for(

@@ -21,7 +21,7 @@ from sluice.api.rollout import ACTION_ANNOTATION, GROUP, VERSION, RolloutSpec, R
 from sluice.cluster import children as C
 from sluice.cluster import labels as L
 from sluice.cluster.analysis_runs import AnalysisInvalid, analysis_for, manifest, merge
-from sluice.cluster.events import event_body
+from sluice.cluster.events import event_body, event_name, transition_key
 from sluice.cluster.kube import Kube
 from sluice.cluster.observe import observe
 from sluice.cluster.wire import strip_empty
@@ -296,6 +296,13 @@ class Controller:
                 continue
             bound.info("apply", action=type(act).__name__, **_fields(act))
             await self._apply(key, ctx, act, routers)
+        # Events go before the status write, named after the decision: a kill between the
+        # two leaves the Events posted, and the decision made again names them the same.
+        start = transition_key(body)
+        for note in decision.events:
+            bound.info(note.message, reason=note.reason, type=note.type)
+            M.EVENTS.labels(key[0], key[1], note.reason).inc()
+            await self._post_event(body, note, now, event_name(body, note, start))
         if decision.status_changed:
             await self._write_status(key, body, decision.status)
         if action is not None and any(isinstance(a, RemoveAction) for a in decision.actions):
@@ -304,10 +311,6 @@ class Controller:
             if removed is not None:
                 self.cache.put_rollout(removed)
                 self.queue.add(key)  # clears status.consumedAction
-        for note in decision.events:
-            bound.info(note.message, reason=note.reason, type=note.type)
-            M.EVENTS.labels(key[0], key[1], note.reason).inc()
-            await self._post_event(body, note, now)
         st = decision.status
         M.set_rollout(key[0], key[1], st.phase, st.canary_weight, st.current_step_index)
         if decision.requeue_after is not None:
@@ -707,14 +710,20 @@ class Controller:
         note = EventNote("ReconcileError", f"retrying with backoff: {message}", "Warning")
         await self._post_event(body, note, self.clock())
 
-    async def _post_event(self, body: Body, note: Any, now: datetime) -> None:
-        if self.on_event is not None:
-            self.on_event(body, note, now)  # must not block: it only queues
+    async def _post_event(
+        self, body: Body, note: Any, now: datetime, name: str | None = None
+    ) -> None:
         try:
             M.API_CALLS.labels("event").inc()
-            await self.kube.create_event(body["metadata"]["namespace"], event_body(body, note, now))
-        except ApiException as exc:  # an Event lost is not worth a retry of the transition
+            event = event_body(body, note, now, name)
+            await self.kube.create_event(body["metadata"]["namespace"], event)
+        except ApiException as exc:
+            if exc.status == 409:
+                return  # posted by this decision before (a kill or a conflict): told once
+            # an Event lost is not worth a retry of the transition
             log.warning("event not posted", reason=note.reason, error=str(exc.reason))
+        if self.on_event is not None:
+            self.on_event(body, note, now)  # must not block: it only queues
 
 
 def wire_status(status: RolloutStatus) -> Body:
