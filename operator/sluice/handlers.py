@@ -174,12 +174,22 @@ async def rollout_event(**kwargs: Any) -> None:
         controller.rollout_event(event.get("type"), event["object"])
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={L.ROLLOUT: kopf.PRESENT})
+def _sluice_deployment(labels: Any, **_: Any) -> bool:
+    """Sluice's own Deployments, and the users' that a workloadRef names (labelled so)."""
+    return bool(labels.get(L.ROLLOUT) or labels.get(L.WORKLOAD))
+
+
+@kopf.on.event("apps", "v1", "deployments", when=_sluice_deployment)
 async def deployment_event(**kwargs: Any) -> None:
     event = kwargs["event"]
     controller = _controller()
-    if controller is not None:
-        controller.child_event(event.get("type"), {**event["object"], "kind": "Deployment"})
+    if controller is None:
+        return
+    body = {**event["object"], "kind": "Deployment"}
+    if (body["metadata"].get("labels") or {}).get(L.ROLLOUT):
+        controller.child_event(event.get("type"), body)
+    else:
+        controller.workload_event(event.get("type"), body)
 
 
 @kopf.on.event("", "v1", "services", labels={L.ROLLOUT: kopf.PRESENT})

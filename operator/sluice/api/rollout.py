@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from sluice.api.analysis import BackgroundAnalysis, RolloutAnalysis
 from sluice.api.base import Model
@@ -200,6 +200,26 @@ class LabelSelector(Model):
     )
 
 
+class WorkloadRef(Model):
+    """A Deployment the user already runs, whose pod template the Rollout takes."""
+
+    api_version: Literal["apps/v1"] = Field(
+        default="apps/v1", description="API version of the referenced workload: apps/v1."
+    )
+    kind: Literal["Deployment"] = Field(description="Kind of the referenced workload: Deployment.")
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="Name of the Deployment, in the Rollout's namespace.",
+    )
+    scale_down: Literal["never", "onsuccess", "progressively"] = Field(
+        default="never",
+        description="What happens to the Deployment's own pods: never (it keeps running), "
+        "onsuccess (scaled to 0 once the Rollout is Healthy with all its pods Ready) or "
+        "progressively (scaled down by as many pods as the Rollout has Ready). Deleting the "
+        "Rollout scales it back up, Ready, before Sluice's pods go. Defaults to never.",
+    )
+
+
 class RolloutSpec(Model):
     """What the user wants: the workload and how to roll out a new version of it."""
 
@@ -213,12 +233,19 @@ class RolloutSpec(Model):
     selector: LabelSelector = Field(
         description="Label selector of the pods. Must match the template's labels."
     )
-    template: dict[str, Any] = Field(
+    template: dict[str, Any] | None = Field(
+        default=None,
         description=(
             "The pod template (as in a Deployment). A change of it starts a rollout; "
-            "setting it back to the stable one in the middle reverts at once."
+            "setting it back to the stable one in the middle reverts at once. Exactly one "
+            "of template and workloadRef is set."
         ),
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+    )
+    workload_ref: WorkloadRef | None = Field(
+        default=None,
+        description="Take the pod template from a Deployment the user runs (its manifests "
+        "stay as they are): a change of its template starts a canary. Instead of template.",
     )
     strategy: Strategy = Field(
         default_factory=Strategy, description="How a new template is rolled out."
@@ -244,9 +271,23 @@ class RolloutSpec(Model):
         "attempts keep their AnalysisRuns. Defaults to 10.",
     )
 
+    def pod_template(self) -> dict[str, Any]:
+        """The template decisions are made on (a workloadRef's, once the operator read it)."""
+        if self.template is None:
+            raise ValueError("spec.workloadRef: the Deployment's template was not read")
+        return self.template
+
+    @model_validator(mode="after")
+    def _one_template_source(self) -> RolloutSpec:
+        if (self.template is None) == (self.workload_ref is None):
+            raise ValueError("exactly one of spec.template and spec.workloadRef must be set")
+        return self
+
     @field_validator("template")
     @classmethod
-    def _template_has_containers(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _template_has_containers(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
         containers = (value.get("spec") or {}).get("containers")
         if not isinstance(containers, list) or not containers:
             raise ValueError("spec.template.spec.containers: at least one container is required")

@@ -39,7 +39,7 @@ def deployment(
     """The slot's Deployment running `spec.template` at `revision`."""
     name = rollout["metadata"]["name"]
     own = {L.ROLLOUT: name, L.SLOT: slot}
-    template = copy.deepcopy(spec.template)
+    template = copy.deepcopy(spec.pod_template())
     meta = template.setdefault("metadata", {})
     meta["labels"] = {**(meta.get("labels") or {}), **own, L.REVISION: revision}
     selector: Body = {"matchLabels": {**(spec.selector.match_labels or {}), **own}}
@@ -71,7 +71,7 @@ def service_ports(spec: RolloutSpec) -> list[Body]:
     ports: list[Body] = []
     seen: set[tuple[object, object]] = set()
     names: set[str] = set()
-    for container in (spec.template.get("spec") or {}).get("containers") or []:
+    for container in (spec.pod_template().get("spec") or {}).get("containers") or []:
         for port in container.get("ports") or []:
             if not isinstance(port, dict) or "containerPort" not in port:
                 continue

@@ -7,5 +7,6 @@ SLOT = f"{GROUP}/slot"  # a | b
 REVISION = f"{GROUP}/revision"  # template hash, on Deployments and their pods
 TEMPLATE_GENERATION = f"{GROUP}/template-generation"  # Deployment generation of that template
 ROLE = f"{GROUP}/role"  # on Services: root | stable | canary
+WORKLOAD = f"{GROUP}/workload-of"  # on a user's Deployment a workloadRef names: the Rollout
 INSTANCE = f"{GROUP}/controller-instance"  # on a Rollout: the shard (operator) that owns it
 TRAFFIC = f"{GROUP}/traffic"  # on the root Service: the TrafficTarget last applied

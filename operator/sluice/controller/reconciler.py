@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from sluice.cluster.kube import Kube
 from sluice.cluster.observe import observe
 from sluice.cluster.wire import strip_empty
 from sluice.controller.cache import Body, Cache, Key
+from sluice.controller.workloads import Workloads
 from sluice.controller.workqueue import WorkQueue
 from sluice.engine import (
     CreateRun,
@@ -43,7 +45,7 @@ from sluice.engine import (
 from sluice.engine.gates import alert_run_prefix
 from sluice.engine.hashing import template_hash
 from sluice.engine.timefmt import fmt
-from sluice.engine.types import TrafficObserved
+from sluice.engine.types import ScaleWorkload, TrafficObserved, WorkloadObserved
 from sluice.engine.validate import InvalidSpec, parse_spec
 from sluice.routers.base import ObjectRef, RouteContext, RouterProblem
 from sluice.routers.factory import routers as build_routers
@@ -96,6 +98,7 @@ class Controller:
         self.kube = kube
         self.instance = instance
         self.cache = Cache()
+        self.workloads = Workloads(kube)  # the users' Deployments that workloadRefs name
         self.queue: WorkQueue[Key] = WorkQueue()
         self.traffic_problems: dict[Key, str] = {}  # a router's apply refused, until it works
         self.claim_problems: dict[Key, str] = {}  # a route another Rollout holds: never written
@@ -144,6 +147,12 @@ class Controller:
 
     def child_event(self, kind: str | None, body: Body) -> None:
         key = self.cache.put_child(body, deleted=kind == "DELETED")
+        if key is not None and key in self.cache.rollouts:
+            self.queue.add(key)
+
+    def workload_event(self, kind: str | None, body: Body) -> None:
+        """A Deployment a workloadRef names changed (its template, or its Ready pods)."""
+        key = self.workloads.event(kind, body)
         if key is not None and key in self.cache.rollouts:
             self.queue.add(key)
 
@@ -242,17 +251,21 @@ class Controller:
         meta = body["metadata"]
         uid = meta["uid"]
         bucket = {k: v for k, v in self.cache.children.get(key, {}).items() if _owned(v, uid)}
+        raw_spec, workload, missing = await self.workloads.resolve(key, body.get("spec") or {})
         spec: RolloutSpec | None
         try:
-            spec = parse_spec(body.get("spec") or {})
+            spec = parse_spec(raw_spec)
         except InvalidSpec:
             spec = None  # the engine says why; nothing is touched
         routers = build_routers(self.kube, spec) if spec else None
         ctx = await self._route_context(key, body, spec, bucket, routers)
         if meta.get("deletionTimestamp"):
-            await self._finalize(body, ctx, routers)
+            await self._finalize(body, ctx, routers, workload)
             return None
         traffic = TrafficObserved()
+        gives_back = workload is not None and workload.scale_down != "never"
+        if gives_back and FINALIZER not in (meta.get("finalizers") or []):
+            body = await self._set_finalizer(body, add=True)  # its pods come back first
         if ctx is not None and routers is not None:
             if routers.edits_user_objects and FINALIZER not in (meta.get("finalizers") or []):
                 body = await self._set_finalizer(body, add=True)
@@ -271,19 +284,23 @@ class Controller:
             name=meta["name"],
             namespace=meta["namespace"],
             generation=int(meta.get("generation", 0)),
-            spec=body.get("spec") or {},
+            spec=raw_spec,
             status=status,
             action=action,
         )
         now = self.clock()
         rejected = self.rejected.pop(key, None) or {}
+        if missing:  # not a refusal of ours: the user's Deployment is not there (yet)
+            rejected = {**rejected, "child:workload": missing}
         if rejected:
             # Said this once (InvalidSpec); tried again later, as the cause may lie outside
             # the Rollout: a template created since, a foreign object deleted since.
             self.queue.add_after(key, REJECTED_RETRY_SECONDS)
-        revision = template_hash(spec.template) if spec else ""
         template = spec.template if spec else None  # drift: the slot running it is compared
+        revision = template_hash(template) if template is not None else ""
         seen = observe(meta["name"], bucket, traffic, rejected, revision, template)
+        if workload is not None:
+            seen = dataclasses.replace(seen, workload=workload)
         decision = decide(inp, seen, now)
         bound = log.bind(
             namespace=key[0],
@@ -369,10 +386,17 @@ class Controller:
         return dict(written)
 
     async def _finalize(
-        self, body: Body, ctx: RouteContext | None, routers: RouterSet | None
+        self,
+        body: Body,
+        ctx: RouteContext | None,
+        routers: RouterSet | None,
+        workload: WorkloadObserved | None,
     ) -> None:
-        """Deleted: give the user's router objects back to the stable, then let it go."""
+        """Deleted: give the user's router objects back to the stable and the user's
+        Deployment its pods (Ready), then let it go."""
         if FINALIZER not in (body["metadata"].get("finalizers") or []):
+            return
+        if workload is not None and not await self._workload_back(body, workload):
             return
         if ctx is not None and routers is not None:
             M.API_CALLS.labels("traffic").inc()
@@ -382,6 +406,32 @@ class Controller:
             except RouterProblem as exc:  # nothing left to restore there
                 log.info("router release skipped", rollout=ctx.name, reason=str(exc))
         await self._set_finalizer(body, add=False)
+
+    async def _workload_back(self, body: Body, workload: WorkloadObserved) -> bool:
+        """Scale the user's Deployment back up and wait for its pods to be Ready, so the
+        Rollout's own go only then; bounded by progressDeadlineSeconds after the delete."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        want = int((body.get("spec") or {}).get("replicas", 1) or 0)
+        deadline = int((body.get("spec") or {}).get("progressDeadlineSeconds", 600) or 600)
+        if workload.scale_down != "never" and workload.replicas < want:
+            await self.workloads.scale(key[0], workload.name, want)
+        deleted = datetime.fromisoformat(str(meta["deletionTimestamp"]).replace("Z", "+00:00"))
+        waited = (self.clock() - deleted).total_seconds()
+        if workload.scale_down != "never" and workload.ready < want and waited < deadline:
+            self.queue.add_after(key, 2.0)  # its watch events wake us sooner
+            return False
+        if workload.ready < want and workload.scale_down != "never":
+            note = EventNote(
+                "WorkloadNotReady",
+                f"Deployment {workload.name} has {workload.ready}/{want} Ready pods "
+                f"{deadline}s after the Rollout was deleted; letting the Rollout go anyway",
+                "Warning",
+            )
+            await self._post_event(body, note, self.clock())
+        with contextlib.suppress(ApiException):  # gone already: nothing to unlabel
+            await self.workloads.label(key[0], workload.name, None)
+        return True
 
     async def _apply(self, key: Key, ctx: RouteContext, act: Any, routers: RouterSet) -> None:
         name, namespace = ctx.name, ctx.namespace
@@ -426,6 +476,8 @@ class Controller:
                 self.cache.put_child({**written, "kind": "AnalysisRun"})
             elif isinstance(act, SetTraffic):
                 await self._set_traffic(key, ctx, act, routers)
+            elif isinstance(act, ScaleWorkload):
+                await self.workloads.scale(namespace, act.name, act.replicas)
         except ApiException as exc:
             message = _api_message(exc)
             if isinstance(act, DeploySlot) and _refused_template(exc, message):

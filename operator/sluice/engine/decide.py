@@ -48,6 +48,7 @@ from sluice.engine.types import (
     other,
 )
 from sluice.engine.validate import InvalidSpec, check_action, parse_spec, selector_string
+from sluice.engine.workload import scale_workload
 
 VERIFY_POLL_SECONDS = 2.0  # a router's verification is also re-read this often, not only on events
 CONDITION_TYPES = ("Progressing", "Paused", "Completed", "Healthy", "Degraded", "InvalidSpec")
@@ -104,6 +105,9 @@ class _Decider:
         self.replicas = spec.replicas
         self.routed = spec.strategy.canary.traffic_routing is not None
         self.dynamic = self.routed and spec.strategy.canary.dynamic_stable_scale
+        if spec.template is None:  # a workloadRef's Deployment the controller could not take
+            why = self.obs.rejected.get("child:workload", "the Deployment was not read")
+            return self._invalid(why if why.startswith("spec.") else f"spec.workloadRef: {why}")
         self.revision = template_hash(spec.template)
         if self.revision in self.obs.rejected:
             return self._invalid(f"spec.template: {self.obs.rejected[self.revision]}")
@@ -882,6 +886,10 @@ class _Decider:
                 message,
                 warning=phase == "Degraded" or "Analysis" in reason or "Traffic" in reason,
             )
+        stable_ready = self._ready(self.stable_slot, s.stable_revision)
+        scale = scale_workload(self.replicas, s, stable_ready, self.obs.workload)
+        if scale is not None:
+            self.actions.append(scale)
         return self._decision()
 
     def _invalid(self, message: str) -> Decision:

@@ -73,6 +73,16 @@ class TrafficObserved:
 
 
 @dataclass(frozen=True)
+class WorkloadObserved:
+    """The Deployment a workloadRef names, as last seen, with the Rollout's scaleDown."""
+
+    name: str
+    scale_down: str = "never"  # never | onsuccess | progressively
+    replicas: int = 0  # its .spec.replicas
+    ready: int = 0
+
+
+@dataclass(frozen=True)
 class Observed:
     slots: dict[Slot, SlotObserved] = field(
         default_factory=lambda: {"a": SlotObserved(), "b": SlotObserved()}
@@ -82,6 +92,7 @@ class Observed:
     # container without an image): reported as InvalidSpec instead of retried forever.
     rejected: dict[str, str] = field(default_factory=dict)
     runs: dict[str, RunObserved] = field(default_factory=dict)  # AnalysisRuns by name
+    workload: WorkloadObserved | None = None  # spec.workloadRef's Deployment
 
 
 # ---------------------------------------------------------------- actions
@@ -110,6 +121,14 @@ class SetTraffic:
 
     plan: TrafficPlan
     restore: bool = False
+
+
+@dataclass(frozen=True)
+class ScaleWorkload:
+    """Change the replica count of the Deployment a workloadRef names (its scaleDown)."""
+
+    name: str
+    replicas: int
 
 
 @dataclass(frozen=True)
@@ -176,5 +195,14 @@ class DeleteRun:
     name: str
 
 
-Action = DeploySlot | ScaleSlot | SetTraffic | RemoveAction | CreateRun | TerminateRun | DeleteRun
+Action = (
+    DeploySlot
+    | ScaleSlot
+    | SetTraffic
+    | RemoveAction
+    | CreateRun
+    | TerminateRun
+    | DeleteRun
+    | ScaleWorkload
+)
 RunAction = CreateRun | TerminateRun | DeleteRun

@@ -55,6 +55,10 @@ def check_spec(spec: RolloutSpec, name: str | None = None) -> None:
     if name is not None:
         problems += check_names(spec, name)
 
+    if spec.template is None:  # workloadRef: the Deployment's template is checked once read
+        if problems:
+            raise InvalidSpec("; ".join(problems[:20]))
+        return
     problems += check_template_shape(spec.template)
     metadata = spec.template.get("metadata")
     labels = (metadata.get("labels") if isinstance(metadata, dict) else None) or {}

@@ -93,7 +93,7 @@ class Replay:
         self.provider = provider
         self.start, self.end = start, end
         self.relabel = relabel or Relabel()
-        self.revision = template_hash(loaded.spec.template)
+        self.revision = template_hash(loaded.spec.pod_template())
         self.stable_revision = stable_revision
         self.on_measure = on_measure
         self.now = start

@@ -257,7 +257,7 @@ class _Simulation:
             **self.spec_new,
             "template": _previous_template(self.spec_new["template"]),
         }
-        self.new = template_hash(loaded.spec.template)
+        self.new = template_hash(loaded.spec.pod_template())
         self.old = template_hash(self.spec_old["template"])
         self.cluster = MemoryCluster(
             ready_delay=scenario.delays["stable"],
