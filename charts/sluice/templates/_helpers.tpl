@@ -72,10 +72,11 @@ handlers.py and the routers). Shared by the ClusterRole and the per-namespace Ro
 - apiGroups: [sluice.dev]
   resources: [analysistemplates]
   verbs: [get]
-# The two slot Deployments and the Services of a Rollout.
+# The two slot Deployments and the Services of a Rollout; a workloadRef's Deployment is
+# read (get), labelled and, with scaleDown, scaled (patch).
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [list, watch, create, patch]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch]

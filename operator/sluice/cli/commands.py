@@ -198,6 +198,9 @@ def act(args: argparse.Namespace) -> int:
 
 def restart(args: argparse.Namespace) -> int:
     client = Client(args)
+    _template_of_its_own(
+        client.rollout(args.name), args.name, "use kubectl rollout restart deployment/{deployment}"
+    )
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
     client.patch(args.name, patch)
@@ -205,9 +208,23 @@ def restart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _template_of_its_own(body: dict[str, Any], name: str, instead: str) -> None:
+    """A workloadRef Rollout's template is the user's Deployment's: change it there."""
+    ref = (body.get("spec") or {}).get("workloadRef")
+    if isinstance(ref, dict):
+        target = ref.get("name")
+        raise CliError(
+            f"rollout {name} takes its pod template from Deployment {target} "
+            f"(spec.workloadRef): {instead.format(deployment=target)}"
+        )
+
+
 def set_image(args: argparse.Namespace) -> int:
     client = Client(args)
     body = client.rollout(args.name)
+    _template_of_its_own(
+        body, args.name, "use kubectl set image deployment/{deployment} CONTAINER=IMAGE"
+    )
     containers = ((body.get("spec") or {}).get("template") or {}).get("spec", {}).get(
         "containers"
     ) or []
@@ -231,6 +248,7 @@ def undo(args: argparse.Namespace) -> int:
 
     client = Client(args)
     body = client.rollout(args.name)
+    _template_of_its_own(body, args.name, "set Deployment {deployment}'s template back there")
     st = body.get("status") or {}
     stable_slot = st.get("stableSlot") or "a"
     other = "b" if stable_slot == "a" else "a"

@@ -251,7 +251,9 @@ class Controller:
         meta = body["metadata"]
         uid = meta["uid"]
         bucket = {k: v for k, v in self.cache.children.get(key, {}).items() if _owned(v, uid)}
-        raw_spec, workload, missing = await self.workloads.resolve(key, body.get("spec") or {})
+        raw_spec, workload, missing = await self.workloads.resolve(
+            key, body.get("spec") or {}, adopt=not meta.get("deletionTimestamp")
+        )
         spec: RolloutSpec | None
         try:
             spec = parse_spec(raw_spec)

@@ -53,10 +53,11 @@ class Workloads:
             raise
 
     async def resolve(
-        self, key: Key, raw: dict[str, Any]
+        self, key: Key, raw: dict[str, Any], adopt: bool = True
     ) -> tuple[dict[str, Any], WorkloadObserved | None, str | None]:
         """The spec the engine decides on: the Deployment's template in place of workloadRef,
-        what it saw of the Deployment, and a problem that makes the spec invalid for now."""
+        what it saw of the Deployment, and a problem that makes the spec invalid for now.
+        `adopt=False` (a Rollout being deleted) reads but never labels."""
         ref_body = raw.get("workloadRef")
         if not isinstance(ref_body, dict) or "template" in raw:
             return raw, None, None  # no workloadRef, or both: the engine says why
@@ -83,7 +84,7 @@ class Workloads:
                     f"{holder}; two Rollouts cannot take the same Deployment's pods"
                 ),
             )
-        if holder is None:
+        if holder is None and adopt:
             body = await self.label(namespace, ref.name, rollout)
         self.put(body)
         template = copy.deepcopy((body.get("spec") or {}).get("template") or {})
@@ -107,7 +108,7 @@ class Workloads:
         patch = {"metadata": {"labels": {L.WORKLOAD: rollout}}}
         written = await self.kube.patch_deployment(namespace, name, patch)
         if rollout is None:
-            self.bodies.pop((namespace, name), None)
+            self.bodies.pop((namespace, name), None)  # no longer watched: read when named
         return written
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
