@@ -44,7 +44,7 @@ from sluice.engine.gates import alert_run_prefix
 from sluice.engine.hashing import template_hash
 from sluice.engine.timefmt import fmt
 from sluice.engine.types import TrafficObserved
-from sluice.engine.validate import InvalidSpec, parse_spec
+from sluice.engine.validate import InvalidSpec, parse_spec, with_name
 from sluice.routers.base import ObjectRef, RouteContext, RouterProblem
 from sluice.routers.factory import routers as build_routers
 from sluice.routers.set import RouterSet
@@ -243,8 +243,9 @@ class Controller:
         uid = meta["uid"]
         bucket = {k: v for k, v in self.cache.children.get(key, {}).items() if _owned(v, uid)}
         spec: RolloutSpec | None
+        parsed_raw = body.get("spec") or {}
         try:
-            spec = parse_spec(body.get("spec") or {})
+            spec = parse_spec(parsed_raw)
         except InvalidSpec:
             spec = None  # the engine says why; nothing is touched
         routers = build_routers(self.kube, spec) if spec else None
@@ -267,13 +268,16 @@ class Controller:
                 traffic = TrafficObserved(traffic.plan, False, problem)
         status = _status(body)
         action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
+        raw = body.get("spec") or {}
         inp = RolloutInput(
             name=meta["name"],
             namespace=meta["namespace"],
             generation=int(meta.get("generation", 0)),
-            spec=body.get("spec") or {},
+            spec=raw,
             status=status,
             action=action,
+            # parsed once: decide() takes it unless the body read since has another spec
+            parsed=with_name(spec, meta["name"]) if spec and raw == parsed_raw else None,
         )
         now = self.clock()
         rejected = self.rejected.pop(key, None) or {}
