@@ -135,6 +135,15 @@ def _remove(metric: Gauge | Counter, *labels: str) -> None:
         metric.remove(*labels)
 
 
+PROMETHEUS_QUERIES = Counter(
+    "sluice_prometheus_queries_total",
+    "Prometheus queries of analyses: sent (an HTTP request) or deduplicated (answered by "
+    "an identical query in flight or answered less than the sharing window ago).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+for _outcome in ("sent", "deduplicated"):
+    PROMETHEUS_QUERIES.labels(_outcome)
 MEASUREMENTS = Counter(
     "sluice_analysis_measurements_total",
     "Analysis measurements taken, by verdict.",

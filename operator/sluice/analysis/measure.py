@@ -170,6 +170,8 @@ async def measure(
         else:
             window = f"at {fmt(started)}"
             result = await source.query(sent, started)
+            if result.at is not None:  # the time evaluated (shared queries: rounded down)
+                window = f"at {fmt(result.at)}"
             base = await source.query(baseline_query, started) if baseline_query else None
     except (*MEASURE_ERRORS, *errors) as exc:
         return Measurement(

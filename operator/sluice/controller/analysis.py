@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from sluice.cluster.wire import strip_empty
 from sluice.engine.timefmt import fmt
 from sluice.metrics.base import MetricProvider
 from sluice.metrics.prometheus import PrometheusProvider
+from sluice.metrics.shared import DEFAULT_WINDOW, SharedQueries
 
 log = logs.get("sluice.analysis")
 
@@ -80,6 +82,7 @@ class AnalysisExecutor:
         workers: int = 8,
         clock: Callable[[], datetime] = _utcnow,
         provider_factory: Callable[..., Awaitable[MetricProvider]] | None = None,
+        query_window: float = DEFAULT_WINDOW,
     ) -> None:
         from sluice.controller.workqueue import WorkQueue
 
@@ -98,6 +101,9 @@ class AnalysisExecutor:
         # queries per Prometheus address by the provider.
         self.slots = asyncio.Semaphore(max(64, workers * 32))
         self.providers: dict[tuple[Any, ...], MetricProvider] = {}
+        # Identical queries of different runs within query_window seconds: one request
+        # (0: every measurement sends its own).
+        self.shared = SharedQueries(window=query_window)
 
     def run_event(self, kind: str | None, body: Body) -> None:
         owner = owner_of(body)
@@ -285,7 +291,7 @@ class AnalysisExecutor:
         key = (prom.address, prom.timeout, tuple(sorted(headers.items())), basic, ca, prom.insecure)
         provider = self.providers.get(key)
         if provider is None:  # one per configuration, so connections are reused
-            provider = PrometheusProvider(
+            direct = PrometheusProvider(
                 prom.address,
                 timeout=min(parse_duration(prom.timeout), MAX_TIMEOUT),
                 headers=headers,
@@ -293,6 +299,10 @@ class AnalysisExecutor:
                 ca_pem=ca,
                 insecure=prom.insecure,
             )
+            # Shared only with the same configuration, credentials included (hashed, so
+            # the sharing keys hold no secret).
+            identity = hashlib.sha256(repr(key).encode()).hexdigest()
+            provider = self.shared.provider(direct, identity)
             self.providers[key] = provider
         return provider
 

@@ -46,7 +46,7 @@ from sluice.engine.gates import alert_run_prefix
 from sluice.engine.hashing import template_hash
 from sluice.engine.timefmt import fmt
 from sluice.engine.types import ScaleWorkload, TrafficObserved, WorkloadObserved
-from sluice.engine.validate import InvalidSpec, parse_spec
+from sluice.engine.validate import InvalidSpec, parse_spec, with_name
 from sluice.routers.base import ObjectRef, RouteContext, RouterProblem
 from sluice.routers.factory import routers as build_routers
 from sluice.routers.set import RouterSet
@@ -289,6 +289,8 @@ class Controller:
             spec=raw_spec,
             status=status,
             action=action,
+            # parsed once (the spec resolved before any write of this reconcile)
+            parsed=with_name(spec, meta["name"]) if spec else None,
         )
         now = self.clock()
         rejected = self.rejected.pop(key, None) or {}

@@ -98,7 +98,7 @@ class _Decider:
     def run(self) -> Decision:
         try:
             check_action(self.inp.action)
-            spec = parse_spec(self.inp.spec, self.inp.name)
+            spec = self.inp.parsed or parse_spec(self.inp.spec, self.inp.name)
         except InvalidSpec as exc:
             return self._invalid(str(exc))
         self.spec = spec

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sluice.api.rollout import RolloutStatus
+from sluice.api.rollout import RolloutSpec, RolloutStatus
 from sluice.api.traffic import HeaderRoutingMatch
 
 Slot = Literal["a", "b"]
@@ -26,6 +26,9 @@ class RolloutInput:
     spec: dict[str, Any]
     status: RolloutStatus
     action: str | None = None  # value of the sluice.dev/action annotation
+    # `spec` as parse_spec(spec, name) returns it, when the caller parsed it already (the
+    # reconciler does, for the routers): decide() then does not parse it again.
+    parsed: RolloutSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,13 @@ def parse_spec(raw: dict[str, Any], name: str | None = None) -> RolloutSpec:
     return spec
 
 
+def with_name(spec: RolloutSpec, name: str) -> RolloutSpec | None:
+    """`spec`, parsed without a name, as parse_spec(raw, name) returns it; None when the
+    name is refused (parse_spec(raw, name) then says why). With no other problem, the
+    name's are all check_spec would find."""
+    return None if check_names(spec, name) else spec
+
+
 def check_spec(spec: RolloutSpec, name: str | None = None) -> None:
     problems: list[str] = []
     for index, step in enumerate(spec.strategy.canary.steps):
