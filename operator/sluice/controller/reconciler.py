@@ -320,10 +320,11 @@ class Controller:
         # Events go before the status write, named after the decision: a kill between the
         # two leaves the Events posted, and the decision made again names them the same.
         start = transition_key(body)
+        decided = {**body, "status": wire_status(decision.status)}  # what notifications read
         for note in decision.events:
             bound.info(note.message, reason=note.reason, type=note.type)
             M.EVENTS.labels(key[0], key[1], note.reason).inc()
-            await self._post_event(body, note, now, event_name(body, note, start))
+            await self._post_event(body, note, now, event_name(body, note, start), decided)
         if decision.status_changed:
             await self._write_status(key, body, decision.status)
         if action is not None and any(isinstance(a, RemoveAction) for a in decision.actions):
@@ -767,7 +768,12 @@ class Controller:
         await self._post_event(body, note, self.clock())
 
     async def _post_event(
-        self, body: Body, note: Any, now: datetime, name: str | None = None
+        self,
+        body: Body,
+        note: Any,
+        now: datetime,
+        name: str | None = None,
+        decided: Body | None = None,
     ) -> None:
         try:
             M.API_CALLS.labels("event").inc()
@@ -779,7 +785,7 @@ class Controller:
             # an Event lost is not worth a retry of the transition
             log.warning("event not posted", reason=note.reason, error=str(exc.reason))
         if self.on_event is not None:
-            self.on_event(body, note, now)  # must not block: it only queues
+            self.on_event(decided or body, note, now)  # must not block: it only queues
 
 
 def wire_status(status: RolloutStatus) -> Body:

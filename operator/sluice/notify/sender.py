@@ -69,6 +69,7 @@ class Item:
     when: str
     annotations: dict[str, str]
     queued: float = field(default_factory=time.monotonic)
+    rollout: Body | None = None  # as the decision left it (its status is written after)
 
 
 class Notifier:
@@ -113,7 +114,7 @@ class Notifier:
                 return  # known: nothing configured for this namespace or Rollout
             item = Item(
                 (meta["namespace"], meta["name"]), event, note.reason, note.message, when,
-                annotations,
+                annotations, rollout=rollout,
             )  # fmt: skip
             self.queue.put_nowait(item)
             M.NOTIFY_QUEUE.set(self.queue.qsize())
@@ -154,7 +155,8 @@ class Notifier:
         settings = merge(await self._configmap(namespace), item.annotations)
         if not settings.any:
             return
-        rollout, runs = self.lookup(item.key)
+        cached, runs = self.lookup(item.key)
+        rollout = item.rollout or cached
         if rollout is None:
             return
         sends = [(item.event, item.reason, item.message)]
