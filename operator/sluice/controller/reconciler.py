@@ -20,7 +20,13 @@ from sluice.api.analysis import AnalysisRunStatus, Measurement, MetricResult
 from sluice.api.rollout import ACTION_ANNOTATION, GROUP, VERSION, RolloutSpec, RolloutStatus
 from sluice.cluster import children as C
 from sluice.cluster import labels as L
-from sluice.cluster.analysis_runs import AnalysisInvalid, analysis_for, manifest, merge
+from sluice.cluster.analysis_runs import (
+    AnalysisInvalid,
+    analysis_for,
+    judge_score_of,
+    manifest,
+    merge,
+)
 from sluice.cluster.events import event_body, event_name, transition_key
 from sluice.cluster.kube import Kube
 from sluice.cluster.observe import observe
@@ -508,10 +514,11 @@ class Controller:
             wanted = {(t.template_name, t.cluster_scope) for t in analysis.templates}
             templates = {ref: await self._template(ctx.namespace, *ref) for ref in wanted}
             metrics, args, retention = merge(analysis, where, templates, act.kind)
+            card = judge_score_of(analysis, templates)
         except AnalysisInvalid as exc:
             raise Rejected(act.name, str(exc)) from exc
         body = manifest(
-            ctx.rollout, act.name, act.kind, act.revision, act.step, metrics, args, retention
+            ctx.rollout, act.name, act.kind, act.revision, act.step, metrics, args, retention, card
         )
         M.API_CALLS.labels("create_run").inc()
         written = await self.kube.create_custom("analysisruns", body)
