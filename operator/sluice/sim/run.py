@@ -225,7 +225,20 @@ def unanswered(loaded: Loaded, scenario: Scenario) -> list[str]:
                 continue
             seen.add(metric.name)
             trigger = trigger_of(metric)
-            if trigger == "query":
+            if trigger == "judge":
+                judge = metric.judge
+                assert judge is not None
+                if judge.errors is None:
+                    out.append(
+                        f"metric {metric.name}: simulate answers judge errors only, not "
+                        "counts or latency: every answer is 'no data'"
+                    )
+                elif scenario.curve("canary", "errorRate") is None:
+                    out.append(
+                        f"metric {metric.name}: the scenario has no canary.errorRate: every "
+                        "answer is 'no data'"
+                    )
+            elif trigger == "query":
                 out.append(
                     f"metric {metric.name}: its own PromQL, and the scenario has no "
                     f"canary.series.{metric.name}: every answer is 'no data'"
