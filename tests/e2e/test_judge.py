@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Cluster, wait_for
-from tests.e2e.test_analysis import Stage
+from tests.e2e.test_analysis import DemoApp, Stage
 
 pytestmark = pytest.mark.e2e
 
@@ -111,3 +111,83 @@ def test_a_canary_as_good_as_the_stable_is_not_failed_early(stage: Stage) -> Non
     )
     assert "JudgePassed" in stage.cluster.reasons("shop")
     assert "JudgeFailed" not in stage.cluster.reasons("shop")
+
+
+@pytest.fixture
+def baseline_stage(stage: Stage) -> Iterator[Stage]:
+    """The judge compares with a baseline Deployment; a third demo app plays its pods."""
+    stage.templates[0]["spec"]["metrics"][0]["judge"].update(baseline="baseline", tolerance=0.2)
+    baseline = DemoApp("baseline")
+    stable_rev = stage.revisions[0]
+    targets = list(stage.prometheus.targets)
+    targets.append(
+        (
+            "demo",
+            f"127.0.0.1:{baseline.port}",
+            {"sluice_dev_revision": stable_rev, "sluice_dev_baseline": "true"},
+        )
+    )
+    stage.prometheus.set_targets(targets)
+    try:
+        yield stage
+    finally:
+        baseline.stop()
+
+
+def baseline_deployment(stage: Stage) -> dict[str, Any] | None:
+    return stage.cluster.get("deployment", "shop-baseline")
+
+
+def baseline_created_with_the_canary(stage: Stage) -> dict[str, Any]:
+    made = wait_for("the baseline Deployment", lambda: baseline_deployment(stage), timeout=60)
+    canary_slot = stage.cluster.status("shop")["canary"]["slot"]
+    canary = stage.cluster.get("deployment", f"shop-{canary_slot}")
+    assert canary is not None
+    assert made["spec"]["replicas"] == canary["spec"]["replicas"] == 2  # 50 % of 4
+    pod = made["spec"]["template"]["metadata"]["labels"]
+    assert pod["sluice.dev/baseline"] == "true"
+    assert pod["sluice.dev/revision"] == stage.revisions[0]  # the stable's version
+    for service in ("shop", "shop-stable", "shop-canary"):  # no Service selects its pods
+        selector = stage.cluster.selector(service)
+        assert any(pod.get(k) != v for k, v in selector.items()), (service, selector)
+    wait_for(
+        "two baseline pods",
+        lambda: (
+            len(
+                stage.cluster.kubectl(
+                    "get", "pods", "-l", "sluice.dev/baseline=true", "-o", "name"
+                ).split()
+            )
+            == 2
+        ),
+    )
+    return made
+
+
+def test_a_baseline_deployment_runs_with_the_canary_and_goes_at_promotion(
+    baseline_stage: Stage,
+) -> None:
+    stage = baseline_stage
+    stage.start_canary()
+    baseline_created_with_the_canary(stage)
+    wait_for(
+        "Completed",
+        lambda: stage.cluster.condition("Completed", "shop").get("status") == "True",
+        timeout=150,
+        every=1,
+    )
+    r = judged(stage)
+    assert r["judgeResult"]["verdict"] == "Pass" and r["judgeResult"]["baselineN"] >= 100
+    assert 'sluice_dev_baseline=\\"true\\"' in r["measurements"][-1]["query"] or (
+        'sluice_dev_baseline="true"' in r["measurements"][-1]["query"]
+    )
+    wait_for("the baseline removed", lambda: baseline_deployment(stage) is None, timeout=30)
+
+
+def test_a_baseline_deployment_goes_at_abort(baseline_stage: Stage) -> None:
+    stage = baseline_stage
+    stage.start_canary()
+    baseline_created_with_the_canary(stage)
+    stage.cluster.action("abort", "shop")
+    wait_for("aborted", lambda: stage.cluster.status("shop").get("phase") == "Degraded")
+    wait_for("the baseline removed", lambda: baseline_deployment(stage) is None, timeout=30)

@@ -204,13 +204,10 @@ def test_a_judge_metric_refuses_what_it_does_not_take(extra: dict[str, Any], nam
         Metric.model_validate({k: v for k, v in body.items() if v is not None})
 
 
-def test_a_step_analysis_judge_needs_no_count_and_baseline_deployment_is_refused() -> None:
-    ok = RolloutAnalysis.model_validate({"metrics": [judge_metric()]})
+def test_a_step_analysis_judge_needs_no_count() -> None:
+    ok = RolloutAnalysis.model_validate({"metrics": [judge_metric(baseline="baseline")]})
     metrics, _, _ = merge(ok, "spec.strategy.canary.steps[1].analysis", {}, "step")
-    assert metrics[0].judge is not None
-    refused = RolloutAnalysis.model_validate({"metrics": [judge_metric(baseline="baseline")]})
-    with pytest.raises(AnalysisInvalid, match=r"metric errors-vs-stable: judge.baseline"):
-        merge(refused, "spec.strategy.canary.analysis", {}, "background")
+    assert metrics[0].judge is not None and metrics[0].judge.baseline == "baseline"
 
 
 def test_a_judge_selector_placeholder_without_a_value_is_refused() -> None:

@@ -72,10 +72,10 @@ handlers.py and the routers). Shared by the ClusterRole and the per-namespace Ro
 - apiGroups: [sluice.dev]
   resources: [analysistemplates]
   verbs: [get]
-# The two slot Deployments and the Services of a Rollout.
+# The two slot Deployments (and a judge's baseline Deployment) and the Services of a Rollout.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [list, watch, create, patch]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch]

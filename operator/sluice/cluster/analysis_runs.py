@@ -115,11 +115,6 @@ def _outside_strings(m: Metric, field: str, text: str, args: dict[str, Arg], whe
 
 def _check_judge(m: Metric, known: set[str], args: dict[str, Arg], where: str) -> None:
     assert m.judge is not None
-    if m.judge.baseline == "baseline":
-        raise AnalysisInvalid(
-            f"{where}: metric {m.name}: judge.baseline: baseline (a baseline Deployment) is "
-            "not supported yet; use baseline: stable"
-        )
     try:
         from sluice.analysis import sequential
     except ImportError:

@@ -8,4 +8,7 @@ REVISION = f"{GROUP}/revision"  # template hash, on Deployments and their pods
 TEMPLATE_GENERATION = f"{GROUP}/template-generation"  # Deployment generation of that template
 ROLE = f"{GROUP}/role"  # on Services: root | stable | canary
 INSTANCE = f"{GROUP}/controller-instance"  # on a Rollout: the shard (operator) that owns it
+BASELINE = f"{GROUP}/baseline"  # "true" on a baseline Deployment's pods; on a canary's
+# Deployment "wanted" when a judge metric of its analyses compares with a baseline Deployment
+BASELINE_OF = f"{GROUP}/baseline-of"  # a baseline pod's Rollout (not ROLLOUT: no Service)
 TRAFFIC = f"{GROUP}/traffic"  # on the root Service: the TrafficTarget last applied

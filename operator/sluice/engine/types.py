@@ -82,6 +82,8 @@ class Observed:
     # container without an image): reported as InvalidSpec instead of retried forever.
     rejected: dict[str, str] = field(default_factory=dict)
     runs: dict[str, RunObserved] = field(default_factory=dict)  # AnalysisRuns by name
+    baseline: SlotObserved = field(default_factory=SlotObserved)  # <rollout>-baseline
+    baseline_wanted: bool = False  # the canary's analyses compare with a baseline Deployment
 
 
 # ---------------------------------------------------------------- actions
@@ -176,5 +178,30 @@ class DeleteRun:
     name: str
 
 
-Action = DeploySlot | ScaleSlot | SetTraffic | RemoveAction | CreateRun | TerminateRun | DeleteRun
+@dataclass(frozen=True)
+class SetBaseline:
+    """Run the stable's template (`revision`, from `slot`) at `replicas` beside the canary,
+    as the Deployment <rollout>-baseline, outside every Service (created or scaled)."""
+
+    slot: Slot
+    revision: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class RemoveBaseline:
+    """Delete the baseline Deployment: the canary it was compared with is gone."""
+
+
+Action = (
+    DeploySlot
+    | ScaleSlot
+    | SetTraffic
+    | RemoveAction
+    | CreateRun
+    | TerminateRun
+    | DeleteRun
+    | SetBaseline
+    | RemoveBaseline
+)
 RunAction = CreateRun | TerminateRun | DeleteRun
