@@ -34,7 +34,7 @@ WORKLOAD_RULES = {
     ("sluice.dev", "analysisruns"): {"list", "watch", "create", "patch", "delete"},
     ("sluice.dev", "analysisruns/status"): {"update"},
     ("sluice.dev", "analysistemplates"): {"get"},
-    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("", "events"): {"create"},
     ("", "configmaps"): {"get"},

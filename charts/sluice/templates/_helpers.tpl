@@ -72,11 +72,11 @@ handlers.py and the routers). Shared by the ClusterRole and the per-namespace Ro
 - apiGroups: [sluice.dev]
   resources: [analysistemplates]
   verbs: [get]
-# The two slot Deployments and the Services of a Rollout; a workloadRef's Deployment is
-# read (get), labelled and, with scaleDown, scaled (patch).
+# The two slot Deployments (and a judge's baseline Deployment) and the Services of a
+# Rollout; a workloadRef's Deployment is read (get), labelled and, with scaleDown, scaled.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch]

@@ -16,6 +16,7 @@ from urllib.parse import quote, quote_plus
 
 from sluice.analysis import bounds, runstate
 from sluice.analysis.judge import judge, shown
+from sluice.analysis.judge_metric import measure_judge
 from sluice.analysis.template import TemplateError, builtin_values, render
 from sluice.analysis.triggers import question
 from sluice.api.analysis import AnalysisRunSpec, AnalysisRunStatus, Arg, Measurement, Metric
@@ -145,6 +146,10 @@ async def measure(
     `errors` are further exceptions that count as provider errors (the operator's
     Kubernetes API errors, when a Secret cannot be read); `reason` words them.
     """
+    if metric.judge is not None:
+        return await measure_judge(
+            metric, values, provider, clock, (*MEASURE_ERRORS, *errors), reason, scrub, masks_of
+        )
     started = clock()
     q = question(metric)
     query = q.query
@@ -217,5 +222,5 @@ async def advance(
         now = clock()
         for metric, measurement in zip(due, measured, strict=True):
             status = runstate.record(spec, status, metric, measurement, now)
-            taken.append((metric, measurement))
+            taken.append((metric, runstate.last_measurement(status, metric, measurement)))
     return status, taken

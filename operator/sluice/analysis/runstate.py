@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sluice.analysis import bounds
+from sluice.analysis.judge_metric import record_judge, verdict_phase
 from sluice.api.analysis import (
     MAX_INTERVAL,
     AnalysisRunSpec,
@@ -22,7 +23,9 @@ from sluice.api.analysis import (
     MetricResult,
 )
 from sluice.api.duration import parse_duration
+from sluice.api.judge import JudgeResult
 from sluice.engine.timefmt import fmt, parse, since
+from sluice.stats.score import score
 
 TERMINAL = ("Successful", "Failed", "Error", "Inconclusive")
 ERROR_RETRY_SECONDS = 10.0  # between provider errors of a metric without an interval
@@ -48,6 +51,14 @@ def _kept(measurements: list[dict[str, Any]], retention: int, budget: int) -> li
 
 def _result(status: AnalysisRunStatus, name: str) -> MetricResult | None:
     return next((r for r in status.metric_results if r.name == name), None)
+
+
+def last_measurement(status: AnalysisRunStatus, metric: Metric, taken: Measurement) -> Measurement:
+    """`taken` as `record` kept it (a judge metric's is only judged there)."""
+    if metric.judge is None:
+        return taken
+    result = _result(status, metric.name)
+    return result.measurements[-1] if result and result.measurements else taken
 
 
 def start(spec: AnalysisRunSpec, now: datetime) -> AnalysisRunStatus:
@@ -83,6 +94,32 @@ def due(
     return ready, wait
 
 
+def _error_phase(
+    metric: Metric, r: dict[str, Any], now: datetime, last: str
+) -> tuple[str, str] | None:
+    """Error or Holding when provider errors went past consecutiveErrorLimit; else None."""
+    if (
+        metric.on_provider_error != "ignore"
+        and r["consecutive_error"] > metric.consecutive_error_limit
+    ):
+        errors = (
+            f"{r['consecutive_error']} provider errors in a row "
+            f"(consecutiveErrorLimit {metric.consecutive_error_limit})"
+        )
+        if metric.on_provider_error == "pause":
+            down = since(r["error_since"], now) if r["error_since"] else 0.0
+            bound = _seconds(metric.max_outage)
+            if down < bound:
+                return (
+                    "Holding",
+                    f"{errors} for {down:.0f}s: holding, measuring on; goes on by itself if "
+                    f"the provider answers within maxOutage {metric.max_outage}: {last}",
+                )
+            errors += f", down for {down:.0f}s, longer than maxOutage {metric.max_outage}"
+        return "Error", f"{errors}: {last}"
+    return None
+
+
 def _metric_phase(metric: Metric, r: dict[str, Any], now: datetime) -> tuple[str, str]:
     limit = metric.total_failure_limit()
     last = r["measurements"][-1]["message"] if r["measurements"] else ""
@@ -103,29 +140,26 @@ def _metric_phase(metric: Metric, r: dict[str, Any], now: datetime) -> tuple[str
             f"{r['inconclusive']} inconclusive "
             f"(inconclusiveLimit {metric.inconclusive_limit}): {last}",
         )
-    if (
-        metric.on_provider_error != "ignore"
-        and r["consecutive_error"] > metric.consecutive_error_limit
-    ):
-        errors = (
-            f"{r['consecutive_error']} provider errors in a row "
-            f"(consecutiveErrorLimit {metric.consecutive_error_limit})"
-        )
-        if metric.on_provider_error == "pause":
-            down = since(r["error_since"], now) if r["error_since"] else 0.0
-            bound = _seconds(metric.max_outage)
-            if down < bound:
-                return (
-                    "Holding",
-                    f"{errors} for {down:.0f}s: holding, measuring on; goes on by itself if "
-                    f"the provider answers within maxOutage {metric.max_outage}: {last}",
-                )
-            errors += f", down for {down:.0f}s, longer than maxOutage {metric.max_outage}"
-        return "Error", f"{errors}: {last}"
+    errored = _error_phase(metric, r, now, last)
+    if errored is not None:
+        return errored
     wanted = metric.measurements_wanted()
     if wanted is not None and r["count"] - r["error"] >= wanted:
         return "Successful", f"{r['successful']}/{r['count']} successful: {last}"
     return "Running", last
+
+
+def _judge_phase(
+    metric: Metric, r: dict[str, Any], result: JudgeResult | None, now: datetime
+) -> tuple[str, str]:
+    """A judge metric: its verdict decides; provider errors count as for any metric."""
+    last = r["measurements"][-1]["message"] if r["measurements"] else ""
+    errored = _error_phase(metric, r, now, last)
+    if errored is not None:
+        return errored
+    if result is None:
+        return "Running", last
+    return verdict_phase(result), result.message()
 
 
 def record(
@@ -137,6 +171,13 @@ def record(
         if current.name != metric.name:
             results.append(current)
             continue
+        hold = False
+        if metric.judge is not None:
+            m, state, judged = record_judge(metric, current.judge, m)
+            current = current.model_copy(
+                update={"judge": state, "judge_result": judged or current.judge_result}
+            )
+            hold = judged is not None and not judged.final
         r = current.model_dump()
         r["count"] += 1
         r["measurements"] = _kept(
@@ -152,9 +193,14 @@ def record(
             r["consecutive_error"] = 0
             r["error_since"] = None
             key = {"Successful": "successful", "Failed": "failed", "Inconclusive": "inconclusive"}
-            r[key[m.phase]] += 1
+            if not hold:  # a judge holding for more data is no inconclusive answer
+                r[key[m.phase]] += 1
             r["consecutive_failed"] = r["consecutive_failed"] + 1 if m.phase == "Failed" else 0
-        r["phase"], r["message"] = _metric_phase(metric, r, now)
+        r["phase"], r["message"] = (
+            _judge_phase(metric, r, current.judge_result, now)
+            if metric.judge is not None
+            else _metric_phase(metric, r, now)
+        )
         r["message"] = bounds.clip(r["message"], bounds.MESSAGE + 200)
         interval = _seconds(metric.interval)
         if m.phase == "Error" and metric.interval is None:
@@ -165,6 +211,35 @@ def record(
             r["next_at"] = fmt(now + timedelta(seconds=interval))
         results.append(MetricResult.model_validate(r))
     return verdict(spec, status.model_copy(update={"metric_results": results}), now)
+
+
+_SCORED = ("Running", "Successful", "Failed", "Inconclusive")
+_SCORE_PHASE = {"Fail": "Failed", "Pass": "Successful", "Inconclusive": "Inconclusive"}
+
+
+def _scored(spec: AnalysisRunSpec, results: list[MetricResult]) -> list[MetricResult]:
+    """With `judgeScore`, the judge metrics' verdicts count as one, by their weights; a
+    judge metric in provider trouble (Error, Holding) still speaks for itself."""
+    card = spec.judge_score
+    judges = {m.name: m.judge for m in spec.metrics if m.judge is not None}
+    if card is None or not judges:
+        return results
+    scored = [r for r in results if r.name in judges and r.phase in _SCORED]
+    if not scored:  # an empty scorecard scores 100: never a pass by default
+        return results
+    judged = []
+    for r in scored:
+        judge = judges[r.name]
+        assert judge is not None
+        if r.judge_result is None:  # nothing judged yet: the score cannot be final
+            return [r for r in results if r not in scored] + [
+                MetricResult(name="judgeScore", phase="Running", message="still judging")
+            ]
+        judged.append((r.name, judge, r.judge_result))
+    got = score(judged, card)
+    phase = _SCORE_PHASE[got.verdict] if got.final else "Running"
+    others = [r for r in results if r not in scored]
+    return [*others, MetricResult(name="judgeScore", phase=phase, message=got.message)]
 
 
 def verdict(spec: AnalysisRunSpec, status: AnalysisRunStatus, now: datetime) -> AnalysisRunStatus:
@@ -183,7 +258,8 @@ def verdict(spec: AnalysisRunSpec, status: AnalysisRunStatus, now: datetime) -> 
             else r
             for r in results
         ]
-    worst = min(results, key=lambda r: _SEVERITY.index(r.phase), default=None)
+    ranked = results if spec.terminate else _scored(spec, results)
+    worst = min(ranked, key=lambda r: _SEVERITY.index(r.phase), default=None)
     phase = worst.phase if worst else "Successful"
     message = f"{worst.name}: {worst.message}" if worst and phase != "Running" else ""
     on_error = None

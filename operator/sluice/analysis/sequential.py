@@ -148,29 +148,54 @@ def buckets_of(cumulative: Sequence[float]) -> list[float]:
     return [float(v) for v in np.diff(c, prepend=0.0)]
 
 
-async def observe(
-    judge: JudgeMetric, state: JudgeState | None, interval_seconds: float, ask: Ask
-) -> tuple[JudgeState, JudgeResult]:
-    """One measurement: ask about the last interval, advance the evidence, judge it.
+@dataclass(frozen=True)
+class Observation:
+    """What one interval's answers said, before it is added to the evidence."""
 
-    `state` None starts a new judge. `ask` renders and sends a query (raising the
-    provider's error, which the caller counts as a measurement error: the state is then
-    left as it was).
-    """
-    st = state or stats_judge.start(judge)
+    seconds: float
+    counts: tuple[float, float, float, float] | None  # errors/requests, canary then baseline
+    canary_buckets: tuple[float, ...] = ()
+    baseline_buckets: tuple[float, ...] = ()
+
+
+async def ask_interval(judge: JudgeMetric, interval_seconds: float, ask: Ask) -> Observation:
+    """Ask about the last interval (the I/O half of `observe`). `ask` raises the
+    provider's error, which the caller counts as a measurement error."""
     q = queries(judge, interval_seconds)
     if q.counts is not None:
         answers = await asyncio.gather(*(ask(x) for x in q.counts))
         xc, nc, xb, nb = (count_of(a) for a in answers)
         # A provider can count more errors than requests across two extrapolations.
-        st = stats_judge.add_counts(st, interval_seconds, min(xc, nc), nc, min(xb, nb), nb)
+        return Observation(interval_seconds, (min(xc, nc), nc, min(xb, nb), nb))
+    got = await asyncio.gather(*(ask(x) for x in (*q.canary_buckets, *q.baseline_buckets)))
+    k = len(q.canary_buckets)
+    canary = buckets_of([count_of(a) for a in got[:k]])
+    baseline = buckets_of([count_of(a) for a in got[k:]])
+    return Observation(interval_seconds, None, tuple(canary), tuple(baseline))
+
+
+def advance(
+    judge: JudgeMetric, state: JudgeState | None, seen: Observation
+) -> tuple[JudgeState, JudgeResult]:
+    """The evidence after one more interval, and the verdict it supports (pure)."""
+    st = state or stats_judge.start(judge)
+    if seen.counts is not None:
+        st = stats_judge.add_counts(st, seen.seconds, *seen.counts)
     else:
-        got = await asyncio.gather(*(ask(x) for x in (*q.canary_buckets, *q.baseline_buckets)))
-        k = len(q.canary_buckets)
-        canary = buckets_of([count_of(a) for a in got[:k]])
-        baseline = buckets_of([count_of(a) for a in got[k:]])
-        st = stats_judge.add_buckets(st, interval_seconds, canary, baseline, judge.tolerance)
+        st = stats_judge.add_buckets(
+            st, seen.seconds, seen.canary_buckets, seen.baseline_buckets, judge.tolerance
+        )
     return st, stats_judge.result(judge, st)
+
+
+async def observe(
+    judge: JudgeMetric, state: JudgeState | None, interval_seconds: float, ask: Ask
+) -> tuple[JudgeState, JudgeResult]:
+    """One measurement: ask about the last interval, advance the evidence, judge it.
+
+    `state` None starts a new judge. A provider error raises before anything changes.
+    """
+    return advance(judge, state, await ask_interval(judge, interval_seconds, ask))
 
 
 def ask_with(provider: MetricProvider, values: Mapping[str, str], at: datetime | None) -> Ask:

@@ -30,6 +30,7 @@ BUILTINS = (
     "stable.service",
     "canary.deployment",
     "stable.deployment",
+    "baseline.deployment",
 )
 
 
@@ -140,4 +141,5 @@ def builtin_values(
         "stable.service": f"{rollout}-stable",
         "canary.deployment": f"{rollout}-{canary_slot}",
         "stable.deployment": f"{rollout}-{stable_slot}",
+        "baseline.deployment": f"{rollout}-baseline",  # a judge's baseline Deployment
     }

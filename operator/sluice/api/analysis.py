@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic.config import JsonDict
 
 from sluice.api.base import Model
 from sluice.api.duration import parse_duration
+from sluice.api.judge import JudgeMetric, JudgeResult, JudgeScore, JudgeState
 
 Duration = int | str
 _DURATION: JsonDict = {"x-kubernetes-int-or-string": True}
@@ -247,6 +248,12 @@ class Metric(Model):
         default=None, description="Built-in circuit-breaker trigger."
     )
     baseline: Baseline | None = Field(default=None, description="Compare with the stable.")
+    judge: JudgeMetric | None = Field(
+        default=None,
+        description="Compare the canary with a baseline by an anytime-valid sequential test: "
+        "measured every interval, it fails on evidence of a regression and passes after "
+        "maxDuration without it (no successCondition, failureCondition or count).",
+    )
     interval: Annotated[Duration, within(MAX_INTERVAL, 0.001)] | None = Field(
         default=None,
         description="Time between measurements, e.g. 30s, at most 24h. Omitted: a single "
@@ -320,19 +327,42 @@ class Metric(Model):
                 ("errorRate", self.error_rate),
                 ("latency", self.latency),
                 ("circuitBreaker", self.circuit_breaker),
+                ("judge", self.judge),
             )
             if v is not None
         ]
         if len(asked) != 1:
             raise ValueError(
-                "exactly one of provider.prometheus.query, errorRate, latency, circuitBreaker "
-                f"must be set (found {', '.join(asked) or 'none'})"
+                "exactly one of provider.prometheus.query, errorRate, latency, circuitBreaker, "
+                f"judge must be set (found {', '.join(asked) or 'none'})"
             )
+        if asked[0] == "judge":
+            self._judge_fields()
         if asked[0] == "provider.prometheus.query" and not (
             self.success_condition or self.failure_condition
         ):
             raise ValueError("a query needs successCondition or failureCondition")
         return self
+
+    def _judge_fields(self) -> None:
+        """A judge asks about one interval at a time and ends on its own verdict."""
+        if self.interval is None:
+            raise ValueError("a judge metric needs an interval (it judges one at a time)")
+        extra = [
+            n
+            for n, v in (
+                ("successCondition", self.success_condition),
+                ("failureCondition", self.failure_condition),
+                ("count", self.count),
+                ("baseline", self.baseline),
+                ("provider.prometheus.range", self.provider.prometheus.range),
+            )
+            if v is not None
+        ]
+        if extra:
+            raise ValueError(
+                f"a judge metric ends on its own verdict and takes no {', '.join(extra)}"
+            )
 
     def total_failure_limit(self) -> int | None:
         if self.failure_limit is not None:
@@ -388,6 +418,11 @@ class AnalysisTemplateSpec(Model):
     measurement_retention: int = Field(
         default=10, ge=1, le=1000, description="Measurements kept per metric. Default 10."
     )
+    judge_score: JudgeScore | None = Field(
+        default=None,
+        description="Combine the judge metrics' verdicts, by their weights, into one score "
+        "(a critical one's failure fails at once). Omitted: each judge metric decides alone.",
+    )
 
 
 class AnalysisTemplate(Model):
@@ -426,6 +461,9 @@ class AnalysisRunSpec(Model):
     step: int | None = Field(default=None, description="Step index, for a step analysis.")
     revision: str = Field(description="Canary revision analysed.")
     terminate: bool = Field(default=False, description="Stop measuring; the run ends Successful.")
+    judge_score: JudgeScore | None = Field(
+        default=None, description="The scorecard over the judge metrics, from the templates."
+    )
 
 
 class Measurement(Model):
@@ -439,6 +477,9 @@ class Measurement(Model):
     started_at: str = Field(description="When it was taken (RFC 3339).")
     finished_at: str | None = Field(default=None, description="When the answer came.")
     message: str = Field(default="", description="The condition, threshold or error.")
+    # A judge metric's answers for this interval, until `runstate.record` adds them to
+    # the evidence (never written: the evidence is, in MetricResult.judge).
+    _observation: Any = PrivateAttr(default=None)
 
 
 class MetricResult(Model):
@@ -460,6 +501,16 @@ class MetricResult(Model):
     next_at: str | None = Field(default=None, description="When the next measurement is due.")
     measurements: list[Measurement] = Field(
         default_factory=list, description="The most recent measurements, oldest first."
+    )
+    judge: JudgeState | None = Field(
+        default=None,
+        description="A judge metric's evidence so far, written after every measurement: "
+        "an operator restarted mid-run resumes it.",
+    )
+    judge_result: JudgeResult | None = Field(
+        default=None,
+        description="A judge metric's latest verdict: sample sizes, estimate with its "
+        "interval, e-value and why.",
     )
 
 

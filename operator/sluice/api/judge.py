@@ -211,10 +211,16 @@ class QuantileShift(Model):
     """A quantile of each version and the shift, with an anytime-valid interval."""
 
     quantile: float = Field(description="E.g. 0.99.")
-    canary: float | None = Field(description="The canary's, interpolated within buckets.")
-    baseline: float | None = Field(description="The baseline's (null: no data).")
-    lower: float | None = Field(description="Lower bound of canary - baseline (null: none).")
-    upper: float | None = Field(description="Upper bound of canary - baseline (null: none).")
+    canary: float | None = Field(
+        default=None, description="The canary's, interpolated within buckets."
+    )
+    baseline: float | None = Field(default=None, description="The baseline's (absent: no data).")
+    lower: float | None = Field(
+        default=None, description="Lower bound of canary - baseline (absent: none)."
+    )
+    upper: float | None = Field(
+        default=None, description="Upper bound of canary - baseline (absent: none)."
+    )
 
 
 class JudgeResult(Model):
@@ -230,7 +236,7 @@ class JudgeResult(Model):
     baseline_rate: float | None = Field(default=None, description="counts: baseline error rate.")
     estimate: float = Field(description="Ratio of rates (counts) or of tail shares (latency).")
     lower: float = Field(description="Lower bound of the estimate's confidence sequence.")
-    upper: float | None = Field(description="Upper bound (null: unbounded).")
+    upper: float | None = Field(default=None, description="Upper bound (absent: unbounded).")
     e_value: float = Field(description="Evidence of a regression; fails at >= 1/alpha.")
     p_value: float = Field(description="Anytime-valid p-value, min(1, 1/e).")
     bound: float | None = Field(

@@ -22,6 +22,8 @@ from sluice.api.analysis import (
     Metric,
     RolloutAnalysis,
 )
+from sluice.api.duration import parse_duration
+from sluice.api.judge import JudgeScore
 from sluice.api.rollout import GROUP, VERSION, RolloutSpec
 from sluice.cluster import labels as L
 from sluice.cluster.children import owner_reference
@@ -84,6 +86,7 @@ def merge(
     if not metrics:
         raise AnalysisInvalid(f"{where}: no metrics (give templates or metrics)")
     check(metrics, args, where, kind)
+    judge_score_of(analysis, templates)
     return metrics, list(args.values()), retention
 
 
@@ -110,9 +113,47 @@ def _outside_strings(m: Metric, field: str, text: str, args: dict[str, Arg], whe
             )
 
 
+def _check_judge(m: Metric, known: set[str], args: dict[str, Arg], where: str) -> None:
+    assert m.judge is not None
+    try:
+        from sluice.analysis import sequential
+    except ImportError:
+        raise AnalysisInvalid(
+            f"{where}: metric {m.name}: a judge metric needs numpy, which this operator "
+            "lacks (install sluice[judge])"
+        ) from None
+    q = sequential.queries(m.judge, parse_duration(m.interval or 0))
+    texts = [*(q.counts or ()), *q.canary_buckets, *q.baseline_buckets]
+    for text in dict.fromkeys(texts):
+        missing = sorted(placeholders(text) - known)
+        if missing:
+            raise AnalysisInvalid(f"{where}: metric {m.name}: no value for {', '.join(missing)}")
+        _outside_strings(m, "judge", text, args, where)
+
+
+def judge_score_of(
+    analysis: RolloutAnalysis, templates: dict[tuple[str, bool], Body | None]
+) -> JudgeScore | None:
+    """The templates' judgeScore (merge() has checked them); two different ones are refused."""
+    found: JudgeScore | None = None
+    for ref in analysis.templates:
+        body = templates.get((ref.template_name, ref.cluster_scope)) or {}
+        card = AnalysisTemplateSpec.model_validate(body.get("spec") or {}).judge_score
+        if card is not None and found is not None and card != found:
+            raise AnalysisInvalid(
+                f"AnalysisTemplate {ref.template_name}: spec.judgeScore differs from another "
+                "template's in the same analysis"
+            )
+        found = found or card
+    return found
+
+
 def check(metrics: list[Metric], args: dict[str, Arg], where: str, kind: str) -> None:
     known = set(BUILTINS) | {f"args.{n}" for n, a in args.items() if a.value or a.value_from}
     for m in metrics:
+        if m.judge is not None:
+            _check_judge(m, known, args, where)
+            continue  # ends on its own verdict: a step analysis needs no count
         q = question(m)
         fields = (("query", q.query), ("baseline.query", q.baseline))
         for field, text in fields:
@@ -144,8 +185,10 @@ def manifest(
     metrics: list[Metric],
     args: list[Arg],
     retention: int,
+    judge_score: JudgeScore | None = None,
 ) -> Body:
     spec = AnalysisRunSpec(
+        judge_score=judge_score,
         metrics=metrics,
         args=args,
         measurement_retention=retention,

@@ -28,6 +28,37 @@ def deployment_name(rollout_name: str, slot: Slot) -> str:
     return f"{rollout_name}-{slot}"
 
 
+def baseline_name(rollout_name: str) -> str:
+    return f"{rollout_name}-baseline"
+
+
+def baseline_deployment(rollout: Body, stable: Body, revision: str, replicas: int) -> Body:
+    """The stable's pod template (from its Deployment) as <rollout>-baseline: its pods are
+    labelled sluice.dev/baseline=true and carry neither slot nor rollout label, so no
+    Service of the Rollout selects them (every one selects by the rollout label)."""
+    name = rollout["metadata"]["name"]
+    template = copy.deepcopy((stable.get("spec") or {}).get("template") or {})
+    meta = template.setdefault("metadata", {})
+    ours = (L.SLOT, L.ROLLOUT)
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in ours}
+    own = {L.BASELINE: "true", L.BASELINE_OF: name}
+    meta["labels"] = {**labels, L.REVISION: revision, **own}
+    match = dict(((stable.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
+    selector: Body = {"matchLabels": {**{k: v for k, v in match.items() if k not in ours}, **own}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": baseline_name(name),
+            "namespace": rollout["metadata"]["namespace"],
+            "labels": {L.ROLLOUT: name, L.REVISION: revision, L.BASELINE: "true"},
+            "annotations": {L.REVISION: revision},
+            "ownerReferences": [owner_reference(rollout)],
+        },
+        "spec": {"replicas": replicas, "selector": selector, "template": template},
+    }
+
+
 def deployment(
     rollout: Body,
     spec: RolloutSpec,

@@ -186,6 +186,14 @@ class Kube:
             _content_type=_patch_type(patch),
         )
 
+    async def delete_deployment(self, namespace: str, name: str) -> None:
+        """Delete it; already gone is fine."""
+        try:
+            await self.call(self.apps.delete_namespaced_deployment, name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     async def create_service(self, body: Body) -> Body:
         return await self.raw(
             self.core.create_namespaced_service, body["metadata"]["namespace"], body

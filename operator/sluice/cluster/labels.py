@@ -9,4 +9,7 @@ TEMPLATE_GENERATION = f"{GROUP}/template-generation"  # Deployment generation of
 ROLE = f"{GROUP}/role"  # on Services: root | stable | canary
 WORKLOAD = f"{GROUP}/workload-of"  # on a user's Deployment a workloadRef names: the Rollout
 INSTANCE = f"{GROUP}/controller-instance"  # on a Rollout: the shard (operator) that owns it
+BASELINE = f"{GROUP}/baseline"  # "true" on a baseline Deployment's pods; on a canary's
+# Deployment "wanted" when a judge metric of its analyses compares with a baseline Deployment
+BASELINE_OF = f"{GROUP}/baseline-of"  # a baseline pod's Rollout (not ROLLOUT: no Service)
 TRAFFIC = f"{GROUP}/traffic"  # on the root Service: the TrafficTarget last applied

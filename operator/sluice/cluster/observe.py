@@ -68,18 +68,28 @@ def observe(
     template: Body | None = None,
 ) -> Observed:
     slots: dict[Slot, SlotObserved] = {}
+    wanted = False
     for slot in SLOTS:
         body = children.get(f"Deployment/{name}-{slot}")
         seen = slot_observed(body)
         if template is not None and seen.exists and seen.revision == revision:
             seen = dataclasses.replace(seen, drifted=drift(body, template))
+        if seen.exists and seen.revision == revision and body is not None:
+            wanted = (body["metadata"].get("annotations") or {}).get(L.BASELINE) == "wanted"
         slots[slot] = seen
     runs = {
         body["metadata"]["name"]: run_observed(body)
         for name, body in children.items()
         if name.startswith("AnalysisRun/")
     }
-    return Observed(slots=slots, traffic=traffic, rejected=dict(rejected or {}), runs=runs)
+    return Observed(
+        slots=slots,
+        traffic=traffic,
+        rejected=dict(rejected or {}),
+        runs=runs,
+        baseline=slot_observed(children.get(f"Deployment/{name}-baseline")),
+        baseline_wanted=wanted,
+    )
 
 
 def run_observed(body: Body) -> RunObserved:

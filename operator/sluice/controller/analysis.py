@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from sluice import logs
 from sluice import telemetry as M
 from sluice.analysis import runstate
+from sluice.analysis.judge_metric import new_verdicts
 from sluice.analysis.measure import ArgError, advance, field_value, measure, run_values
 from sluice.api.analysis import (
     MAX_TIMEOUT,
@@ -33,9 +34,11 @@ from sluice.api.analysis import (
 from sluice.api.duration import parse_duration
 from sluice.api.rollout import GROUP, VERSION
 from sluice.cluster import labels as L
+from sluice.cluster.events import event_body, event_name
 from sluice.cluster.kube import Kube
 from sluice.cluster.wire import strip_empty
 from sluice.engine.timefmt import fmt
+from sluice.engine.types import EventNote
 from sluice.metrics.base import MetricProvider
 from sluice.metrics.prometheus import PrometheusProvider
 from sluice.metrics.shared import DEFAULT_WINDOW, SharedQueries
@@ -174,10 +177,13 @@ class AnalysisExecutor:
             async def take(metric: Metric) -> Measurement:
                 return await self.measure(spec, metric, owner)
 
+        earlier = status
         status, taken = await advance(spec, status, self.clock, take)
         for _, measurement in taken:
             M.MEASUREMENTS.labels(measurement.phase).inc()
         M.record_analysis(key[0], key[1], status, taken)
+        if rollout is not None:  # before the write: a kill then tells it again, never not
+            await self._judge_events(key, rollout, earlier, status)
         if status != AnalysisRunStatus.model_validate(body.get("status") or {}):
             await self._write(key, body, status)
         if status.phase != before and rollout is not None:
@@ -192,6 +198,22 @@ class AnalysisExecutor:
         _, wait = runstate.due(spec, status, self.clock())
         if wait is not None:
             self.queue.add_after(key, wait)
+
+    async def _judge_events(
+        self, key: RunKey, rollout: Body, before: AnalysisRunStatus, after: AnalysisRunStatus
+    ) -> None:
+        """An Event on the Rollout for each judge metric's verdict, named after the run and
+        metric so a verdict told again (after a kill) is not a second Event."""
+        for metric, reason, result in new_verdicts(before, after):
+            text = f"analysis run {key[2]}: {metric}: {result.message()}"
+            note = EventNote(reason, text, "Normal" if result.verdict == "Pass" else "Warning")
+            try:
+                M.API_CALLS.labels("event").inc()
+                name = event_name(rollout, note, f"{key[2]}/{metric}")
+                await self.kube.create_event(key[0], event_body(rollout, note, self.clock(), name))
+            except ApiException as exc:
+                if exc.status != 409:  # 409: told before the kill
+                    log.warning("event not posted", reason=reason, error=str(exc.reason))
 
     async def _unreadable(
         self, key: RunKey, body: Body, rollout: Body | None, exc: ValidationError

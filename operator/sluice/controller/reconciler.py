@@ -21,7 +21,13 @@ from sluice.api.analysis import AnalysisRunStatus, Measurement, MetricResult
 from sluice.api.rollout import ACTION_ANNOTATION, GROUP, VERSION, RolloutSpec, RolloutStatus
 from sluice.cluster import children as C
 from sluice.cluster import labels as L
-from sluice.cluster.analysis_runs import AnalysisInvalid, analysis_for, manifest, merge
+from sluice.cluster.analysis_runs import (
+    AnalysisInvalid,
+    analysis_for,
+    judge_score_of,
+    manifest,
+    merge,
+)
 from sluice.cluster.events import event_body, event_name, transition_key
 from sluice.cluster.kube import Kube
 from sluice.cluster.observe import observe
@@ -45,7 +51,13 @@ from sluice.engine import (
 from sluice.engine.gates import alert_run_prefix
 from sluice.engine.hashing import template_hash
 from sluice.engine.timefmt import fmt
-from sluice.engine.types import ScaleWorkload, TrafficObserved, WorkloadObserved
+from sluice.engine.types import (
+    RemoveBaseline,
+    ScaleWorkload,
+    SetBaseline,
+    TrafficObserved,
+    WorkloadObserved,
+)
 from sluice.engine.validate import InvalidSpec, parse_spec, with_name
 from sluice.routers.base import ObjectRef, RouteContext, RouterProblem
 from sluice.routers.factory import routers as build_routers
@@ -483,6 +495,8 @@ class Controller:
                 await self._set_traffic(key, ctx, act, routers)
             elif isinstance(act, ScaleWorkload):
                 await self.workloads.scale(namespace, act.name, act.replicas)
+            elif isinstance(act, SetBaseline | RemoveBaseline):
+                await self._baseline(ctx, act)
         except ApiException as exc:
             message = _api_message(exc)
             if isinstance(act, DeploySlot) and _refused_template(exc, message):
@@ -565,10 +579,11 @@ class Controller:
             wanted = {(t.template_name, t.cluster_scope) for t in analysis.templates}
             templates = {ref: await self._template(ctx.namespace, *ref) for ref in wanted}
             metrics, args, retention = merge(analysis, where, templates, act.kind)
+            card = judge_score_of(analysis, templates)
         except AnalysisInvalid as exc:
             raise Rejected(act.name, str(exc)) from exc
         body = manifest(
-            ctx.rollout, act.name, act.kind, act.revision, act.step, metrics, args, retention
+            ctx.rollout, act.name, act.kind, act.revision, act.step, metrics, args, retention, card
         )
         M.API_CALLS.labels("create_run").inc()
         written = await self.kube.create_custom("analysisruns", body)
@@ -576,7 +591,9 @@ class Controller:
         if self.on_run_created is not None:
             self.on_run_created(written)
 
-    async def _check_analyses(self, ctx: RouteContext, revision: str) -> None:
+    async def _check_analyses(self, ctx: RouteContext, revision: str) -> str:
+        """Refuse (Rejected) a canary whose analyses cannot run; else whether a judge metric
+        of theirs wants a baseline Deployment ("wanted" or "no", for its Deployment)."""
         assert ctx.spec is not None
         canary = ctx.spec.strategy.canary
         wanted: list[tuple[str, int | None]] = [
@@ -585,15 +602,18 @@ class Controller:
         wanted += [("background", None)] if canary.analysis else []
         wanted += [("postPromotion", None)] if canary.post_promotion_analysis else []
         templates: dict[tuple[str, bool], Body | None] = {}
+        wants = False
         for kind, step in wanted:
             try:
                 analysis, where = analysis_for(ctx.spec, kind, step)
                 for ref in {(t.template_name, t.cluster_scope) for t in analysis.templates}:
                     if ref not in templates:
                         templates[ref] = await self._template(ctx.namespace, *ref)
-                merge(analysis, where, templates, kind)
+                metrics = merge(analysis, where, templates, kind)[0]
             except AnalysisInvalid as exc:
                 raise Rejected(revision, str(exc)) from exc
+            wants |= any(m.judge is not None and m.judge.baseline == "baseline" for m in metrics)
+        return "wanted" if wants else "no"
 
     def run_lookup(self, key: tuple[str, str, str]) -> tuple[Body, Body | None] | None:
         """(namespace, rollout, run) -> the run's body and its Rollout's, from the cache."""
@@ -701,10 +721,14 @@ class Controller:
             # A new canary: every analysis it will need must resolve first. Invalid means
             # nothing is touched, not "deployed, then refused at its first analysis". (The
             # first revision becomes stable directly: it runs no analysis.)
-            await self._check_analyses(ctx, act.revision)
+            baseline: str | None = await self._check_analyses(ctx, act.revision)
+        else:
+            baseline = None  # this revision's Deployment already says
         if current is None:
             M.API_CALLS.labels("create").inc()
             manifest = C.deployment(ctx.rollout, ctx.spec, act.slot, act.revision, act.replicas, 1)
+            if baseline is not None:
+                manifest["metadata"]["annotations"][L.BASELINE] = baseline
             body = await self.kube.create_deployment(manifest)
         else:
             generation = int(current["metadata"].get("generation", 1))
@@ -731,6 +755,46 @@ class Controller:
                         "path": _ann(L.TEMPLATE_GENERATION),
                         "value": annotations[L.TEMPLATE_GENERATION],
                     },
+                    *(
+                        [{"op": "add", "path": _ann(L.BASELINE), "value": baseline}]
+                        if baseline is not None
+                        else []
+                    ),
+                ],
+            )
+        body.setdefault("kind", "Deployment")
+        self.cache.put_child(body)
+
+    async def _baseline(self, ctx: RouteContext, act: SetBaseline | RemoveBaseline) -> None:
+        """Create, resize or delete <rollout>-baseline (see sluice.engine.baseline)."""
+        name = C.baseline_name(ctx.name)
+        current = ctx.children.get(f"Deployment/{name}")
+        if isinstance(act, RemoveBaseline):
+            M.API_CALLS.labels("delete").inc()
+            await self.kube.delete_deployment(ctx.namespace, name)
+            if current is not None:
+                self.cache.put_child(current, deleted=True)
+            return
+        stable = ctx.children.get(f"Deployment/{C.deployment_name(ctx.name, act.slot)}")
+        if stable is None:
+            return  # the stable's Deployment is not seen yet: nothing to copy
+        manifest = C.baseline_deployment(ctx.rollout, stable, act.revision, act.replicas)
+        if current is None:
+            M.API_CALLS.labels("create").inc()
+            body = await self.kube.create_deployment(manifest)
+        else:
+            M.API_CALLS.labels("deploy").inc()
+            body = await self.kube.patch_deployment(
+                ctx.namespace,
+                name,
+                [
+                    {
+                        "op": "replace",
+                        "path": "/spec/template",
+                        "value": manifest["spec"]["template"],
+                    },
+                    {"op": "replace", "path": "/spec/replicas", "value": act.replicas},
+                    {"op": "add", "path": _ann(L.REVISION), "value": act.revision},
                 ],
             )
         body.setdefault("kind", "Deployment")

@@ -24,6 +24,7 @@ from sluice.api.rollout import (
     SlotStatus,
 )
 from sluice.engine import replicas as rep
+from sluice.engine.baseline import baseline_actions
 from sluice.engine.gates import LIVE, PASS, Gate, alert_gate, alert_run_prefix, gate, run_name
 from sluice.engine.hashing import template_hash
 from sluice.engine.steps import Progress, canary_scale, goal_weight, kind_of
@@ -860,6 +861,7 @@ class _Decider:
         s.canary = (
             self._slot_status(self.canary_slot, s.canary_revision) if s.canary_revision else None
         )
+        self.actions += baseline_actions(s, self.obs)  # sized like the canary just decided
         # The serving slots only: a warm previous version takes no traffic.
         serving = [(self.stable_slot, s.stable_revision)]
         if s.canary_revision:

@@ -96,6 +96,8 @@ class Observed:
     rejected: dict[str, str] = field(default_factory=dict)
     runs: dict[str, RunObserved] = field(default_factory=dict)  # AnalysisRuns by name
     workload: WorkloadObserved | None = None  # spec.workloadRef's Deployment
+    baseline: SlotObserved = field(default_factory=SlotObserved)  # <rollout>-baseline
+    baseline_wanted: bool = False  # the canary's analyses compare with a baseline Deployment
 
 
 # ---------------------------------------------------------------- actions
@@ -198,6 +200,21 @@ class DeleteRun:
     name: str
 
 
+@dataclass(frozen=True)
+class SetBaseline:
+    """Run the stable's template (`revision`, from `slot`) at `replicas` beside the canary,
+    as the Deployment <rollout>-baseline, outside every Service (created or scaled)."""
+
+    slot: Slot
+    revision: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class RemoveBaseline:
+    """Delete the baseline Deployment: the canary it was compared with is gone."""
+
+
 Action = (
     DeploySlot
     | ScaleSlot
@@ -207,5 +224,7 @@ Action = (
     | TerminateRun
     | DeleteRun
     | ScaleWorkload
+    | SetBaseline
+    | RemoveBaseline
 )
 RunAction = CreateRun | TerminateRun | DeleteRun

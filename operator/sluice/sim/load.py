@@ -17,8 +17,9 @@ import yaml
 from pydantic import ValidationError
 
 from sluice.api.analysis import AnalysisTemplate, Metric, RolloutAnalysis
+from sluice.api.judge import JudgeScore
 from sluice.api.rollout import GROUP, VERSION, RolloutSpec
-from sluice.cluster.analysis_runs import AnalysisInvalid, analysis_for, merge
+from sluice.cluster.analysis_runs import AnalysisInvalid, analysis_for, judge_score_of, merge
 from sluice.engine.validate import InvalidSpec, parse_spec
 
 Body = dict[str, Any]
@@ -87,6 +88,11 @@ class Loaded:
         wanted = {(t.template_name, t.cluster_scope) for t in analysis.templates}
         templates: dict[TemplateKey, Body | None] = {ref: self.templates.get(ref) for ref in wanted}
         return merge(analysis, where, templates, kind)
+
+    def judge_score(self, kind: str, step: int | None) -> JudgeScore | None:
+        analysis, _ = analysis_for(self.spec, kind, step)
+        keys = {(t.template_name, t.cluster_scope) for t in analysis.templates}
+        return judge_score_of(analysis, {ref: self.templates.get(ref) for ref in keys})
 
 
 def load(rollout_path: Path, extra: list[Path] | None = None) -> Loaded:

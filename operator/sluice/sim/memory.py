@@ -52,7 +52,8 @@ class MemoryCluster:
             elif isinstance(action, SetTraffic):
                 self.traffic = action.plan  # applied and read back at once: verified
             elif isinstance(action, RemoveAction):
-                self.annotation_removed += 1  # AnalysisRun actions are not this cluster's
+                self.annotation_removed += 1
+            # AnalysisRun and baseline Deployment actions are not this cluster's
 
     def _reconcile(self, slot: Slot, now: float) -> None:
         current = self.slots[slot]

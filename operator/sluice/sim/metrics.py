@@ -9,6 +9,9 @@ A small evaluator for the query shapes the built-in triggers write
   -> the version's `latency` series for quantile Q, in seconds; none: no data;
 * circuitBreaker `sum(M{SEL}) or vector(0)` -> the version's `circuitBreaker` series;
   none: 0, as `or vector(0)` makes of an absent series.
+* judge errors `sum(increase(M{SEL, code=~"5.."}[W])) or vector(0)` and
+  `sum(increase(M{SEL}[W]))` -> `requestRate` (default 10/s) x W requests, of which the
+  `errorRate` share are errors (expected counts, no noise); no errorRate: no data.
 
 Any query, built-in or not, is first answered from the version's `series` entry named
 like the metric, when there is one. Other queries get an empty answer (no data). For
@@ -44,6 +47,14 @@ _LATENCY = re.compile(
     rf"\(rate\((?P<m>{_NAME})_bucket\{{(?P<sel>.*)\}}\[(?P<w>[^\]]+)\]\)\)\)(?P<ms> / 1000)?$",
     re.S,
 )
+_JUDGE_BAD = re.compile(
+    rf"^sum\(increase\((?P<m>{_NAME})\{{(?P<sel>.*), [A-Za-z_][A-Za-z0-9_]*=~\"5\.\.\"\}}"
+    rf"\[(?P<w>\d+)s\]\)\) or vector\(0\)$",
+    re.S,
+)
+_JUDGE_ALL = re.compile(
+    rf"^sum\(increase\((?P<m>{_NAME})\{{(?P<sel>.*)\}}\[(?P<w>\d+)s\]\)\)$", re.S
+)
 _BREAKER = re.compile(rf"^sum\((?P<m>{_NAME})\{{(?P<sel>.*)\}}\) or vector\(0\)$", re.S)
 _UNESCAPE = re.compile(r"\\(.)")
 
@@ -53,6 +64,7 @@ class Shape:
     kind: str  # errorRate | latency | circuitBreaker | other
     matchers: tuple[tuple[str, str, str], ...]  # (label, op, value), unescaped
     quantile: str = ""  # latency: repr of the quantile
+    seconds: float = 0.0  # judge counts: the increase() window
 
 
 def _matchers(text: str) -> tuple[tuple[str, str, str], ...]:
@@ -76,6 +88,10 @@ def shape(query: str) -> Shape:
         except ValueError:
             q = found.group("q")
         return Shape("latency", _matchers(found.group("sel")), q)
+    for kind, rx in (("judgeErrors", _JUDGE_BAD), ("judgeRequests", _JUDGE_ALL)):
+        found = rx.match(text)
+        if found:
+            return Shape(kind, _matchers(found.group("sel")), seconds=float(found.group("w")))
     found = _BREAKER.match(text)
     if found:
         return Shape("circuitBreaker", _matchers(found.group("sel")))
@@ -130,12 +146,25 @@ class EmbeddedProvider:
         found = shape(query)
         who = self.cast.version(found.matchers)
         curve = self.scenario.curve(who, "series", self.metric)
+        if curve is None and found.kind.startswith("judge"):
+            return self._counted(found, who, t)
         if curve is None and found.kind != "other":
             curve = self.scenario.curve(who, found.kind, found.quantile)
         value = curve.at(t) if curve is not None else None
         if value is None:
             return [0.0] if found.kind == "circuitBreaker" else []
         return [value]
+
+    def _counted(self, found: Shape, who: str, t: float) -> list[float]:
+        """A judge's count over the window ending at `t`: expected requests (or errors)."""
+        ratio = self.scenario.curve(who, "errorRate")
+        share = ratio.at(t) if ratio is not None else None
+        if share is None:
+            return []
+        rate = self.scenario.curve(who, "requestRate")
+        per_second = rate.at(t) if rate is not None else 10.0
+        total = max(0.0, per_second or 0.0) * found.seconds
+        return [total * share if found.kind == "judgeErrors" else total]
 
     def _t(self, at: datetime | None) -> float:
         return 0.0 if at is None else (at - self.epoch).total_seconds()

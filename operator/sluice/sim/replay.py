@@ -119,7 +119,10 @@ class Replay:
     def _spec(self, kind: str, step: int | None) -> AnalysisRunSpec:
         metrics, args, retention = self.loaded.merged(kind, step)
         metrics, args = self.relabel.apply(metrics, args)
-        body = manifest(self.body, "replay", kind, self.revision, step, metrics, args, retention)
+        card = self.loaded.judge_score(kind, step)
+        body = manifest(
+            self.body, "replay", kind, self.revision, step, metrics, args, retention, card
+        )
         return AnalysisRunSpec.model_validate(body["spec"])
 
     def _name(self, run: _Run) -> str:

@@ -163,6 +163,8 @@ def threshold(condition: str) -> float | None:
 
 
 def trigger_of(metric: Metric) -> str:
+    if metric.judge is not None:
+        return "judge"
     for name in ("error_rate", "latency", "circuit_breaker"):
         if getattr(metric, name) is not None:
             return {"error_rate": "errorRate", "circuit_breaker": "circuitBreaker"}.get(name, name)
@@ -184,8 +186,13 @@ def _number(text: str | None) -> float | None:
 
 
 def taken(t: float, run: str, spec: AnalysisRunSpec, metric: Metric, m: Measurement) -> Taken:
-    q = question(metric)
-    condition = q.success or (f"not ({q.failure})" if q.failure else "")
+    if metric.judge is not None:  # the value is the e-value; it fails at 1/alpha
+        bound: float | None = 1 / metric.judge.alpha
+        condition = f"judge: e < {bound:g}"
+    else:
+        q = question(metric)
+        condition = q.success or (f"not ({q.failure})" if q.failure else "")
+        bound = threshold(q.success or q.failure or "")
     return Taken(
         t=t,
         run=run,
@@ -198,7 +205,7 @@ def taken(t: float, run: str, spec: AnalysisRunSpec, metric: Metric, m: Measurem
         baseline=_number(m.baseline),
         shown=m.value,
         condition=condition,
-        threshold=threshold(q.success or q.failure or ""),
+        threshold=bound,
         message=m.message.split("; query `", 1)[0],
         query=m.query,
     )
@@ -218,7 +225,20 @@ def unanswered(loaded: Loaded, scenario: Scenario) -> list[str]:
                 continue
             seen.add(metric.name)
             trigger = trigger_of(metric)
-            if trigger == "query":
+            if trigger == "judge":
+                judge = metric.judge
+                assert judge is not None
+                if judge.errors is None:
+                    out.append(
+                        f"metric {metric.name}: simulate answers judge errors only, not "
+                        "counts or latency: every answer is 'no data'"
+                    )
+                elif scenario.curve("canary", "errorRate") is None:
+                    out.append(
+                        f"metric {metric.name}: the scenario has no canary.errorRate: every "
+                        "answer is 'no data'"
+                    )
+            elif trigger == "query":
                 out.append(
                     f"metric {metric.name}: its own PromQL, and the scenario has no "
                     f"canary.series.{metric.name}: every answer is 'no data'"
@@ -354,7 +374,10 @@ class _Simulation:
             return
         metrics, args = self.relabel.apply(metrics, args)
         owner = self._rollout_body()
-        body = manifest(owner, act.name, act.kind, act.revision, act.step, metrics, args, retention)
+        card = self.loaded.judge_score(act.kind, act.step)
+        body = manifest(
+            owner, act.name, act.kind, act.revision, act.step, metrics, args, retention, card
+        )
         if act.name in self.runs:
             return  # AlreadyExists
         spec = AnalysisRunSpec.model_validate(body["spec"])

@@ -8,7 +8,8 @@ A scenario file (YAML), every field optional; times are from the template change
     canary:                   # the new version (the Rollout's template)
       readyAfter: 20s
       ready: true             # false: its pods never become Ready
-      errorRate: 0.002        # ratio of 5xx responses (errorRate triggers)
+      errorRate: 0.002        # ratio of 5xx responses (errorRate triggers, judge errors)
+      requestRate: 10         # requests/s, which judge metrics count (default 10)
       latency: {p99: 0.18}    # seconds, by quantile (latency triggers); or one series
       circuitBreaker: 0       # open breakers (circuitBreaker triggers)
       series:                 # any metric by its name (own queries, or to override)
@@ -118,6 +119,7 @@ class Version(Model):
     ready_after: Duration | None = Field(default=None, description="Seconds until Ready.")
     ready: bool = Field(default=True, description="False: pods never become Ready.")
     error_rate: Series | None = None
+    request_rate: Series | None = None  # requests/s, for judge metrics (default 10 with errorRate)
     latency: dict[str, Series] | None = None
     circuit_breaker: Series | None = None
     series: dict[str, Series] = Field(default_factory=dict)
@@ -207,6 +209,8 @@ class Scenario:
         for who, version in (("canary", spec.canary), ("stable", spec.stable)):
             if version.error_rate is not None:
                 self.curves[(who, "errorRate", "")] = version.error_rate.compiled(how)
+            if version.request_rate is not None:
+                self.curves[(who, "requestRate", "")] = version.request_rate.compiled(how)
             if version.circuit_breaker is not None:
                 self.curves[(who, "circuitBreaker", "")] = version.circuit_breaker.compiled(how)
             for key, series in (version.latency or {}).items():

@@ -1,0 +1,46 @@
+"""Judge metrics in `sluice simulate`: the scenario's error rates and request rates become
+the judge's counts per interval, and the operator's own judge decides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.unit.test_simulate_analysis import metric, rollout, sim
+
+JUDGE = metric("judge", judge={"errors": {}, "maxDuration": "5m"})
+
+
+def steps(judge: dict[str, Any] = JUDGE) -> list[dict[str, Any]]:
+    return [{"setWeight": 50}, {"analysis": {"metrics": [judge]}}]
+
+
+def test_a_canary_with_six_times_the_errors_is_aborted_by_the_judge(tmp_path: Path) -> None:
+    result = sim(
+        rollout(tmp_path, steps()),
+        {"canary": {"errorRate": 0.03}, "stable": {"errorRate": 0.005}},
+    )
+    assert result.verdict == "aborted" and result.reason == "AnalysisFailed"
+    taken = [m for m in result.measurements if m.metric == "judge"]
+    assert taken[-1].phase == "Failed" and taken[-1].trigger == "judge"
+    assert taken[-1].value is not None and taken[-1].value >= taken[-1].threshold  # type: ignore[operator]
+    assert result.seconds < 300  # evidence, before maxDuration
+    assert "errors canary 3.00% of" in result.message
+    assert not result.warnings
+
+
+def test_equal_error_rates_are_judged_until_max_duration_then_promoted(tmp_path: Path) -> None:
+    result = sim(
+        rollout(tmp_path, steps()),
+        {"canary": {"errorRate": 0.01}, "stable": {"errorRate": 0.01}},
+    )
+    assert result.verdict == "promoted"
+    phases = [m.phase for m in result.measurements if m.metric == "judge"]
+    assert phases[-1] == "Successful" and set(phases[:-1]) == {"Inconclusive"}
+    assert len(phases) == 10  # 5 minutes at 30 s
+
+
+def test_without_traffic_counts_the_judge_is_inconclusive_and_warned(tmp_path: Path) -> None:
+    result = sim(rollout(tmp_path, steps()), {"stable": {"errorRate": 0.01}})
+    assert result.verdict == "inconclusive"
+    assert any("no canary.errorRate" in w for w in result.warnings), result.warnings
