@@ -79,6 +79,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # then on (the chart grants CRD list/watch). With named namespaces it would also list
     # every namespace, which a namespaced install may not: the kinds found at start are kept.
     settings.scanning.disabled = bool(OPTIONS.namespaces)
+    for resource, selector in watch_selectors(OPTIONS.instance).items():
+        settings.watching.label_selectors[resource] = selector
     kube = Kube(load_config(OPTIONS.kubeconfig, OPTIONS.api_limit), OPTIONS.api_limit)
     STATE["kube"] = kube
     # Health, metrics and the webhook are served at once, by a standby too (/readyz: 200).
@@ -166,34 +168,63 @@ def _controller() -> Controller | None:
     return STATE.get("controller")
 
 
+def watch_selectors(instance: str | None) -> dict[tuple[str, str, str], str]:
+    """Server-side label selectors: the API server sends only what Sluice owns (children
+    carry sluice.dev/rollout) and only this shard's Rollouts, so a cluster's other
+    Deployments and Services never reach the operator (a handler's `labels=` filter would
+    only drop them after kopf received and processed them)."""
+    shard = f"{L.INSTANCE}={instance}" if instance else f"!{L.INSTANCE}"
+    return {
+        (GROUP, VERSION, "rollouts"): shard,
+        ("apps", "v1", "deployments"): L.ROLLOUT,
+        ("", "v1", "services"): L.ROLLOUT,
+        (GROUP, VERSION, "analysisruns"): L.ROLLOUT,
+    }
+
+
+def _counted(kind: str, owned: bool) -> bool:
+    """Count a watch event; False for one the selectors should have kept away."""
+    telemetry.WATCH_EVENTS.labels(kind, "owned" if owned else "foreign").inc()
+    return owned
+
+
+def _labelled(body: Any) -> bool:
+    return bool((body.get("metadata", {}).get("labels") or {}).get(L.ROLLOUT))
+
+
 @kopf.on.event(GROUP, VERSION, "rollouts")
 async def rollout_event(**kwargs: Any) -> None:
     event = kwargs["event"]
     controller = _controller()
+    body = event["object"]
+    labels = body.get("metadata", {}).get("labels") or {}
+    _counted("Rollout", labels.get(L.INSTANCE) == OPTIONS.instance)
     if controller is not None:
-        controller.rollout_event(event.get("type"), event["object"])
+        controller.rollout_event(event.get("type"), body)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={L.ROLLOUT: kopf.PRESENT})
+@kopf.on.event("apps", "v1", "deployments")
 async def deployment_event(**kwargs: Any) -> None:
     event = kwargs["event"]
     controller = _controller()
-    if controller is not None:
+    if _counted("Deployment", _labelled(event["object"])) and controller:
         controller.child_event(event.get("type"), {**event["object"], "kind": "Deployment"})
 
 
-@kopf.on.event("", "v1", "services", labels={L.ROLLOUT: kopf.PRESENT})
+@kopf.on.event("", "v1", "services")
 async def service_event(**kwargs: Any) -> None:
     event = kwargs["event"]
     controller = _controller()
-    if controller is not None:
+    if _counted("Service", _labelled(event["object"])) and controller:
         controller.child_event(event.get("type"), {**event["object"], "kind": "Service"})
 
 
-@kopf.on.event(GROUP, VERSION, "analysisruns", labels={L.ROLLOUT: kopf.PRESENT})
+@kopf.on.event(GROUP, VERSION, "analysisruns")
 async def analysis_run_event(**kwargs: Any) -> None:
     event = kwargs["event"]
     controller = _controller()
+    if not _counted("AnalysisRun", _labelled(event["object"])):
+        return
     if controller is not None:
         body = {**event["object"], "kind": "AnalysisRun"}
         controller.child_event(event.get("type"), body)
