@@ -24,22 +24,31 @@ def _newer(new: Body, old: Body | None) -> bool:
 
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+# What observe() reads of a child Deployment's status; conditions and the rest are not kept.
+DEPLOYMENT_STATUS = ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas")
 
 
 def slim(body: Body) -> Body:
     """What decisions need of an object Sluice owns or reads: no managedFields, no
-    last-applied copy (often larger than the object itself). User router objects are
-    kept whole: Sluice writes them back and must not drop a byte of them."""
+    last-applied copy (often larger than the object itself), of a Deployment's status only
+    the replica counts. User router objects are kept whole: Sluice writes them back and
+    must not drop a byte of them."""
     meta = body.get("metadata")
-    if not isinstance(meta, dict) or (
-        "managedFields" not in meta and LAST_APPLIED not in (meta.get("annotations") or {})
-    ):
+    if not isinstance(meta, dict):
         return body
-    meta = {k: v for k, v in meta.items() if k != "managedFields"}
-    annotations = meta.get("annotations")
-    if annotations and LAST_APPLIED in annotations:
-        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
-    return {**body, "metadata": meta}
+    out = body
+    if "managedFields" in meta or LAST_APPLIED in (meta.get("annotations") or {}):
+        meta = {k: v for k, v in meta.items() if k != "managedFields"}
+        annotations = meta.get("annotations")
+        if annotations and LAST_APPLIED in annotations:
+            meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+        out = {**body, "metadata": meta}
+    status = body.get("status")
+    if not isinstance(status, dict) or body.get("kind") != "Deployment":
+        return out
+    if any(k not in DEPLOYMENT_STATUS for k in status):
+        out = {**out, "status": {k: status[k] for k in DEPLOYMENT_STATUS if k in status}}
+    return out
 
 
 class Cache:

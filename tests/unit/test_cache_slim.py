@@ -1,0 +1,56 @@
+"""The watch cache keeps what decisions read, not the whole body."""
+
+from __future__ import annotations
+
+from sluice.cluster.observe import observe
+from sluice.controller.cache import LAST_APPLIED, Cache
+from sluice.engine.types import TrafficObserved
+
+
+def deployment() -> dict[str, object]:
+    return {
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web-a",
+            "namespace": "shop",
+            "resourceVersion": "7",
+            "generation": 3,
+            "labels": {"sluice.dev/rollout": "web", "sluice.dev/slot": "a"},
+            "annotations": {LAST_APPLIED: "{...}", "team": "shop"},
+            "managedFields": [{"manager": "kube-controller-manager"}],
+        },
+        "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "web"}]}}},
+        "status": {
+            "observedGeneration": 3,
+            "replicas": 2,
+            "updatedReplicas": 2,
+            "readyReplicas": 1,
+            "availableReplicas": 1,
+            "conditions": [{"type": "Progressing", "message": "x" * 300}],
+        },
+    }
+
+
+def test_a_child_deployment_is_cached_without_managed_fields_last_applied_or_conditions() -> None:
+    cache = Cache()
+    body = deployment()
+    cache.put_child(body)
+    kept = cache.children[("shop", "web")]["Deployment/web-a"]
+    assert "managedFields" not in kept["metadata"]
+    assert kept["metadata"]["annotations"] == {"team": "shop"}
+    assert kept["status"] == {
+        "observedGeneration": 3,
+        "replicas": 2,
+        "updatedReplicas": 2,
+        "readyReplicas": 1,
+    }
+    assert kept["spec"] == body["spec"]  # the template: drift is judged on it
+    assert "conditions" in body["status"], "the watch event's own body is left alone"
+
+
+def test_the_slim_body_observes_like_the_whole_one() -> None:
+    cache = Cache()
+    cache.put_child(deployment())
+    slim = cache.children[("shop", "web")]
+    whole = {"Deployment/web-a": deployment()}
+    assert observe("web", slim, TrafficObserved()) == observe("web", whole, TrafficObserved())
