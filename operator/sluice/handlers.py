@@ -11,7 +11,7 @@ import aiohttp
 import kopf
 from aiohttp import web
 
-from sluice import alerts, leader, logs, server, telemetry
+from sluice import alerts, leader, logs, memdiag, server, telemetry
 from sluice.api.rollout import GROUP, VERSION
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube, load_config
@@ -104,6 +104,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     token = AlertToken(kube, OPTIONS.alert_token_secret)
     await token.refresh()
     STATE.update(controller=controller, executor=executor, token=token)
+    STATE["memdiag"] = memdiag.start_from_env(controller)
     STATE["alerts"] = alerts.handler(token.get, controller.record_alert)
     log.info("sluice started", namespaces=OPTIONS.namespaces or "all", port=OPTIONS.port)
 
