@@ -7,7 +7,8 @@ not Sluice's, created fast (a thread pool of plain POSTs; an object already ther
 
 Rollouts are `r-<i>` in `fleet-<i % namespaces>` (with `--instance X`: `<X>-<i>`, labelled
 sluice.dev/controller-instance=X, for a shard); foreign Deployments `other-<i>`, same
-namespaces, no Sluice label. Each namespace gets the AnalysisTemplate `fleet-check`
+namespaces, no Sluice label, paused (see --foreign-unpaused). Each namespace gets the
+AnalysisTemplate `fleet-check`
 (one query every 10 s to `--prometheus`, which measure.py serves).
 """
 
@@ -80,13 +81,14 @@ def rollout(name: str, ns: str, replicas: int, instance: str | None, image: str)
     }
 
 
-def foreign(name: str, ns: str, replicas: int) -> dict[str, Any]:
+def foreign(name: str, ns: str, replicas: int, paused: bool) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
         "spec": {
             "replicas": replicas,
+            "paused": paused,
             "selector": {"matchLabels": {"app": name}},
             "template": pod_template(name, "busybox:1"),
         },
@@ -201,7 +203,12 @@ def create(args: argparse.Namespace, api: kubernetes.client.ApiClient | None = N
     )
     others = (
         lambda i=i: creator.deployment(
-            foreign(f"other-{i}", namespace(i, args.namespaces), args.foreign_replicas)
+            foreign(
+                f"other-{i}",
+                namespace(i, args.namespaces),
+                args.foreign_replicas,
+                not args.foreign_unpaused,
+            )
         )
         for i in range(args.foreign)
     )
@@ -264,6 +271,13 @@ def add_fleet_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--foreign", type=int, default=None, help="foreign Deployments (default N)")
     p.add_argument("--replicas", type=int, default=1, help="replicas of each Rollout")
     p.add_argument("--foreign-replicas", type=int, default=0)
+    p.add_argument(
+        "--foreign-unpaused",
+        action="store_true",
+        help="foreign Deployments get ReplicaSets (default: paused, which the API server "
+        "still sends to every watch of Deployments, but the controller-manager, 20 "
+        "requests/s per controller, does not work on)",
+    )
     p.add_argument("--namespaces", type=int, default=20)
     p.add_argument("--instance", default=None, help="label the Rollouts for this shard")
     p.add_argument("--image", default="nginx:1.27")

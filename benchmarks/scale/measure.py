@@ -455,6 +455,8 @@ def main() -> None:
     p.add_argument("--tracemalloc", action="store_true", help="SLUICE_TRACEMALLOC in the operator")
     p.add_argument("--log-dir", default=None)
     args = p.parse_args()
+    # SIGTERM (and SIGINT, which a background job ignores) end the run through `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     if args.foreign is None:
         args.foreign = args.rollouts
     logdir = Path(args.log_dir or tempfile.mkdtemp(prefix="sluice-scale-"))
