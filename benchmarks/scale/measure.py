@@ -85,6 +85,7 @@ class Operator:
     def start(self) -> None:
         cmd = ["nice", "-n", "5", str(ROOT / ".venv/bin/sluice"), "run"]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING"]
+        cmd += self.args.operator_args.split()
         if self.instance:
             cmd += ["--instance", self.instance]
         if self.args.leader_elect:
@@ -422,7 +423,7 @@ def restart(ops: list[Operator], api: kubernetes.client.ApiClient, args: Any, re
             and m.get("sluice_workqueue_depth", 1) == 0
             for m in ms
         )
-        if done or time.monotonic() - ops[0].started > 600:
+        if done or time.monotonic() - ops[0].started > args.restart_timeout:
             break
     caught_up = max(time.monotonic() - op.started for op in ops)
     time.sleep(5)
@@ -444,17 +445,20 @@ def main() -> None:
     fleet.add_fleet_args(p)
     p.add_argument("--shards", type=int, default=1, help="1: one operator; 2: default + blue")
     p.add_argument("--leader-elect", action="store_true", help="each operator holds its Lease")
-    p.add_argument("--workers", type=int, default=8, help="the operator's default (for busy %%)")
+    p.add_argument("--workers", type=int, default=8, help="the operator's --workers")
+    p.add_argument("--api-limit", type=int, default=8, help="the operator's --api-limit")
     p.add_argument("--every", type=float, default=10.0, help="timeline period during the fill")
     p.add_argument("--settle", type=float, default=30.0)
     p.add_argument("--idle", type=float, default=60.0)
     p.add_argument("--progress-pct", type=int, default=1)
     p.add_argument("--progress-timeout", type=float, default=600.0)
     p.add_argument("--fill-timeout", type=float, default=7200.0)
+    p.add_argument("--restart-timeout", type=float, default=600.0)
     p.add_argument("--phases", default="fill,idle,progressing,restart")
     p.add_argument("--tracemalloc", action="store_true", help="SLUICE_TRACEMALLOC in the operator")
     p.add_argument("--log-dir", default=None)
     args = p.parse_args()
+    args.operator_args = f"--workers {args.workers} --api-limit {args.api_limit}"
     # SIGTERM (and SIGINT, which a background job ignores) end the run through `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     if args.foreign is None:
@@ -470,8 +474,9 @@ def main() -> None:
     instances: list[str | None] = [None, "blue"][: args.shards]
     ops = [Operator(i or "default", 18300 + n, i, logdir, args) for n, i in enumerate(instances)]
     res = Result()
-    res.put(rollouts_per_shard=args.rollouts, shards=args.shards, foreign=args.foreign,
-            foreign_replicas=args.foreign_replicas, replicas=args.replicas)  # fmt: skip
+    res.put(operator_args=args.operator_args, rollouts_per_shard=args.rollouts,
+            shards=args.shards, foreign=args.foreign, foreign_replicas=args.foreign_replicas,
+            replicas=args.replicas)  # fmt: skip
     phases = args.phases.split(",")
     try:
         for op in ops:

@@ -236,6 +236,10 @@ class Controller:
     # ------------------------------------------------------------ one Rollout
 
     async def reconcile(self, key: Key) -> Decision | None:
+        # This pass decides the next wake-up afresh from the status (the engine computes it
+        # every time): one set by an earlier pass, such as the progress deadline of a canary
+        # that has long become Healthy, would only wake an idle Rollout for nothing.
+        self.queue.cancel_timer(key)
         body = self.cache.rollouts.get(key)
         if body is None:
             return None
