@@ -416,7 +416,8 @@ def restart(ops: list[Operator], api: kubernetes.client.ApiClient, args: Any, re
     ready = [op.wait_ready() for op in ops]
     expected = args.rollouts  # per operator
     while True:
-        time.sleep(0.5)
+        # /metrics holds series per Rollout: scraping it often would itself slow the operator
+        time.sleep(args.restart_poll)
         ms = [op.metrics() for op in ops]
         done = all(
             total(m, "sluice_reconcile_total") >= expected
@@ -454,6 +455,7 @@ def main() -> None:
     p.add_argument("--progress-timeout", type=float, default=600.0)
     p.add_argument("--fill-timeout", type=float, default=7200.0)
     p.add_argument("--restart-timeout", type=float, default=600.0)
+    p.add_argument("--restart-poll", type=float, default=3.0, help="seconds between scrapes")
     p.add_argument("--phases", default="fill,idle,progressing,restart")
     p.add_argument("--tracemalloc", action="store_true", help="SLUICE_TRACEMALLOC in the operator")
     p.add_argument("--log-dir", default=None)
