@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sluice.cluster.observe import observe
 from sluice.controller.cache import LAST_APPLIED, Cache
 from sluice.engine.types import TrafficObserved
@@ -54,3 +56,17 @@ def test_the_slim_body_observes_like_the_whole_one() -> None:
     slim = cache.children[("shop", "web")]
     whole = {"Deployment/web-a": deployment()}
     assert observe("web", slim, TrafficObserved()) == observe("web", whole, TrafficObserved())
+
+
+def test_cached_bodies_share_their_keys_and_short_values() -> None:
+    cache = Cache()
+    for name in ("web", "shop"):
+        body = deployment()
+        body["metadata"]["labels"] = {"sluice.dev/rollout": name, "sluice.dev/slot": "a"}
+        cache.put_child(json.loads(json.dumps(body)))  # decoded apart, as watch events are
+    web = cache.children[("shop", "web")]["Deployment/web-a"]
+    shop = cache.children[("shop", "shop")]["Deployment/web-a"]
+    web_keys = {k: k for k in web["status"]}
+    assert all(k is web_keys[k] for k in shop["status"])  # one string object per key
+    assert web["metadata"]["namespace"] is shop["metadata"]["namespace"]
+    assert web["spec"] == deployment()["spec"]

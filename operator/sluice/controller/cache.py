@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from sluice.cluster import labels as L
@@ -51,6 +52,27 @@ def slim(body: Body) -> Body:
     return out
 
 
+SHORT = 64  # longer strings (messages, templates of queries) are rarely repeated
+
+
+def _interned(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {sys.intern(k): _interned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interned(v) for v in value]
+    if isinstance(value, str) and len(value) <= SHORT:
+        return sys.intern(value)
+    return value
+
+
+def compact(body: Body) -> Body:
+    """slim(), with keys and short values shared between all cached bodies: each decoded
+    body has its own copy of "metadata", "readyReplicas", "sluice.dev/rollout", a
+    namespace... which at 10,000 Rollouts is about half of the cache."""
+    out: Body = _interned(slim(body))
+    return out
+
+
 class Cache:
     def __init__(self) -> None:
         self.rollouts: dict[Key, Body] = {}
@@ -94,7 +116,7 @@ class Cache:
         return {ref: body for ref, body in found if body is not None}
 
     def put_rollout(self, body: Body) -> bool:
-        body = slim(body)
+        body = compact(body)
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if _newer(body, self.rollouts.get(key)):
             self.rollouts[key] = body
@@ -126,5 +148,5 @@ class Cache:
             return key
         bucket = self.children.setdefault(key, {})
         if _newer(body, bucket.get(name)):
-            bucket[name] = slim(body)
+            bucket[name] = compact(body)
         return key
