@@ -11,7 +11,7 @@ import aiohttp
 import kopf
 from aiohttp import web
 
-from sluice import alerts, leader, logs, server, telemetry
+from sluice import alerts, leader, logs, memdiag, server, telemetry
 from sluice.api.rollout import GROUP, VERSION
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube, load_config
@@ -79,6 +79,8 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # then on (the chart grants CRD list/watch). With named namespaces it would also list
     # every namespace, which a namespaced install may not: the kinds found at start are kept.
     settings.scanning.disabled = bool(OPTIONS.namespaces)
+    for resource, selector in watch_selectors(OPTIONS.instance).items():
+        settings.watching.label_selectors[resource] = selector
     kube = Kube(load_config(OPTIONS.kubeconfig, OPTIONS.api_limit), OPTIONS.api_limit)
     STATE["kube"] = kube
     # Health, metrics and the webhook are served at once, by a standby too (/readyz: 200).
@@ -102,6 +104,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     token = AlertToken(kube, OPTIONS.alert_token_secret)
     await token.refresh()
     STATE.update(controller=controller, executor=executor, token=token)
+    STATE["memdiag"] = memdiag.start_from_env(controller)
     STATE["alerts"] = alerts.handler(token.get, controller.record_alert)
     log.info("sluice started", namespaces=OPTIONS.namespaces or "all", port=OPTIONS.port)
 
@@ -166,44 +169,70 @@ def _controller() -> Controller | None:
     return STATE.get("controller")
 
 
+def watch_selectors(instance: str | None) -> dict[tuple[str, str, str], str]:
+    """Server-side label selectors: the API server sends only what Sluice owns (children
+    carry sluice.dev/rollout) and only this shard's Rollouts, so a cluster's other
+    Deployments and Services never reach the operator (a handler's `labels=` filter would
+    only drop them after kopf received and processed them)."""
+    shard = f"{L.INSTANCE}={instance}" if instance else f"!{L.INSTANCE}"
+    return {
+        (GROUP, VERSION, "rollouts"): shard,
+        ("apps", "v1", "deployments"): L.ROLLOUT,
+        ("", "v1", "services"): L.ROLLOUT,
+        (GROUP, VERSION, "analysisruns"): L.ROLLOUT,
+    }
+
+
+def _counted(kind: str, owned: bool) -> bool:
+    """Count a watch event; False for one the selectors should have kept away."""
+    telemetry.WATCH_EVENTS.labels(kind, "owned" if owned else "foreign").inc()
+    return owned
+
+
+def _labelled(body: Any) -> bool:
+    return bool((body.get("metadata", {}).get("labels") or {}).get(L.ROLLOUT))
+
+
 @kopf.on.event(GROUP, VERSION, "rollouts")
 async def rollout_event(**kwargs: Any) -> None:
     event = kwargs["event"]
     controller = _controller()
+    body = event["object"]
+    labels = body.get("metadata", {}).get("labels") or {}
+    _counted("Rollout", labels.get(L.INSTANCE) == OPTIONS.instance)
     if controller is not None:
-        controller.rollout_event(event.get("type"), event["object"])
+        controller.rollout_event(event.get("type"), body)
 
 
-def _sluice_deployment(labels: Any, **_: Any) -> bool:
-    """Sluice's own Deployments, and the users' that a workloadRef names (labelled so)."""
-    return bool(labels.get(L.ROLLOUT) or labels.get(L.WORKLOAD))
-
-
-@kopf.on.event("apps", "v1", "deployments", when=_sluice_deployment)
+@kopf.on.event("apps", "v1", "deployments")
 async def deployment_event(**kwargs: Any) -> None:
+    """Sluice's own Deployments, and the users' that a workloadRef names: both carry
+    sluice.dev/rollout (the server-side selector); the latter also sluice.dev/workload-of."""
     event = kwargs["event"]
     controller = _controller()
-    if controller is None:
+    if not _counted("Deployment", _labelled(event["object"])) or controller is None:
         return
     body = {**event["object"], "kind": "Deployment"}
-    if (body["metadata"].get("labels") or {}).get(L.ROLLOUT):
-        controller.child_event(event.get("type"), body)
-    else:
+    if (body["metadata"].get("labels") or {}).get(L.WORKLOAD):
         controller.workload_event(event.get("type"), body)
+    else:
+        controller.child_event(event.get("type"), body)
 
 
-@kopf.on.event("", "v1", "services", labels={L.ROLLOUT: kopf.PRESENT})
+@kopf.on.event("", "v1", "services")
 async def service_event(**kwargs: Any) -> None:
     event = kwargs["event"]
     controller = _controller()
-    if controller is not None:
+    if _counted("Service", _labelled(event["object"])) and controller:
         controller.child_event(event.get("type"), {**event["object"], "kind": "Service"})
 
 
-@kopf.on.event(GROUP, VERSION, "analysisruns", labels={L.ROLLOUT: kopf.PRESENT})
+@kopf.on.event(GROUP, VERSION, "analysisruns")
 async def analysis_run_event(**kwargs: Any) -> None:
     event = kwargs["event"]
     controller = _controller()
+    if not _counted("AnalysisRun", _labelled(event["object"])):
+        return
     if controller is not None:
         body = {**event["object"], "kind": "AnalysisRun"}
         controller.child_event(event.get("type"), body)

@@ -51,6 +51,18 @@ RECONCILE_SECONDS = Histogram(
 API_CALLS = Counter(
     "sluice_api_calls_total", "Kubernetes API writes, by kind of call.", ["call"], registry=REGISTRY
 )
+API_REQUESTS = Counter(
+    "sluice_api_requests_total",
+    "Every request of the operator's Kubernetes client (reads too; not kopf's watches).",
+    ["call"],
+    registry=REGISTRY,
+)
+WATCH_EVENTS = Counter(
+    "sluice_watch_events_total",
+    "Watch events received, by kind; foreign: not Sluice's (the selectors should keep them away).",
+    ["kind", "origin"],
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "sluice_workqueue_depth", "Rollouts waiting to be reconciled.", registry=REGISTRY
 )

@@ -56,3 +56,15 @@ def test_plot_without_matplotlib_names_the_sim_extra() -> None:
     )
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "sluice[sim]" in proc.stdout + proc.stderr
+
+
+def test_watch_selectors_keep_foreign_objects_and_other_shards_on_the_server() -> None:
+    from sluice.handlers import watch_selectors
+
+    default = watch_selectors(None)
+    assert default[("sluice.dev", "v1alpha1", "rollouts")] == "!sluice.dev/controller-instance"
+    assert default[("apps", "v1", "deployments")] == "sluice.dev/rollout"
+    assert default[("", "v1", "services")] == "sluice.dev/rollout"
+    assert default[("sluice.dev", "v1alpha1", "analysisruns")] == "sluice.dev/rollout"
+    blue = watch_selectors("blue")
+    assert blue[("sluice.dev", "v1alpha1", "rollouts")] == "sluice.dev/controller-instance=blue"

@@ -54,3 +54,18 @@ def test_forget_drops_a_scheduled_wakeup() -> None:
         return len(queue)
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_a_cancelled_timer_does_not_fire() -> None:
+    async def scenario() -> int:
+        queue: WorkQueue[str] = WorkQueue()
+        timers = asyncio.create_task(queue.run_timers())
+        queue.add_after("stale", 0.05)
+        queue.cancel_timer("stale")
+        queue.add_after("live", 0.1)
+        assert await queue.get() == "live"
+        await asyncio.sleep(0.1)
+        timers.cancel()
+        return len(queue)
+
+    assert asyncio.run(scenario()) == 0

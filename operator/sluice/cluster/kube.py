@@ -17,6 +17,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from sluice import __version__
+from sluice import telemetry as M
 from sluice.api.rollout import GROUP, VERSION
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class Kube:
                 guard()
             return fn(*args, **kwargs)
 
+        M.API_REQUESTS.labels(getattr(fn, "__name__", "call")).inc()
         self.in_flight += 1
         try:
             return await loop.run_in_executor(self.pool, run)

@@ -196,7 +196,10 @@ class Controller:
                 )
                 continue
             for body in bodies:
-                self.cache.put_child(body)
+                if (body["metadata"].get("labels") or {}).get(L.WORKLOAD):
+                    self.workloads.put(body)  # a user's Deployment a workloadRef names
+                else:
+                    self.cache.put_child(body)
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self.queue.run_timers(), name="sluice-timers")]
@@ -257,6 +260,10 @@ class Controller:
     # ------------------------------------------------------------ one Rollout
 
     async def reconcile(self, key: Key) -> Decision | None:
+        # This pass decides the next wake-up afresh from the status (the engine computes it
+        # every time): one set by an earlier pass, such as the progress deadline of a canary
+        # that has long become Healthy, would only wake an idle Rollout for nothing.
+        self.queue.cancel_timer(key)
         body = self.cache.rollouts.get(key)
         if body is None:
             return None

@@ -72,7 +72,8 @@ class Workloads:
         if body is None:
             return raw, None, f"spec.workloadRef: Deployment {ref.name} not found in {namespace}"
         labels = body["metadata"].get("labels") or {}
-        if labels.get(L.ROLLOUT):
+        owners = body["metadata"].get("ownerReferences") or []
+        if any(o.get("kind") == "Rollout" for o in owners):
             return raw, None, f"spec.workloadRef: {ref.name} is a Deployment made by Sluice"
         holder = labels.get(L.WORKLOAD)
         if holder and holder != rollout:
@@ -103,9 +104,11 @@ class Workloads:
         return resolved, seen, None
 
     async def label(self, namespace: str, name: str, rollout: str | None) -> Body:
-        """The label is metadata only (no spec change, no drift for GitOps)."""
+        """Labels are metadata only (no spec change, no drift for GitOps). sluice.dev/rollout
+        lets the server-side selector of the Deployment watch bring it; sluice.dev/workload-of
+        says it is the user's, not a child."""
         M.API_CALLS.labels("label_workload").inc()
-        patch = {"metadata": {"labels": {L.WORKLOAD: rollout}}}
+        patch = {"metadata": {"labels": {L.WORKLOAD: rollout, L.ROLLOUT: rollout}}}
         written = await self.kube.patch_deployment(namespace, name, patch)
         if rollout is None:
             self.bodies.pop((namespace, name), None)  # no longer watched: read when named

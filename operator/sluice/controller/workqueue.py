@@ -52,6 +52,10 @@ class WorkQueue(Generic[K]):
         heapq.heappush(self._heap, (due, self._seq, key))
         self._wake.set()
 
+    def cancel_timer(self, key: K) -> None:
+        """Drop the key's wake-up (its heap entry is skipped when it comes up)."""
+        self._due.pop(key, None)
+
     def forget(self, key: K) -> None:
         self._due.pop(key, None)
         self._dirty.discard(key)

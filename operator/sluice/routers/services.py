@@ -14,9 +14,11 @@ from the objects themselves.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from sluice.api.traffic import HeaderRoutingMatch
@@ -90,17 +92,23 @@ class ServiceRouter:
     async def apply(self, ctx: RouteContext, plan: TrafficPlan, roles: set[str]) -> list[Body]:
         written: list[Body] = []
         stamp = encode(plan)
-        for name, role, slot in self.roles(ctx, plan):
-            if role not in roles:
-                continue
+        wanted = [(n, r, s) for n, r, s in self.roles(ctx, plan) if r in roles]
+        if wanted and not any(f"Service/{n}" in ctx.children for n, _, _ in wanted):
+            # A new Rollout: none is there, nothing selects anything yet, so the order does
+            # not matter; created side by side, one round trip instead of three.
+            written = await self._create_all(ctx, plan, stamp, wanted)
+            wanted = [w for w in wanted if w[0] not in {b["metadata"]["name"] for b in written}]
+        for name, role, slot in wanted:
             desired = C.service(ctx.rollout, ctx.spec, name, role, slot)
             desired["metadata"]["annotations"] = {L.TRAFFIC: stamp}
             current = ctx.children.get(f"Service/{name}")
             if current is None:
-                current = await self.kube.get_service(ctx.namespace, name)
-            if current is None:
-                written.append(await self.kube.create_service(desired))
-                continue
+                # Not in the watch cache: almost always not there at all (a new Rollout),
+                # so create at once; only a name taken (409) costs a read.
+                created, current = await self._create_or_read(ctx.namespace, desired)
+                if created is not None:
+                    written.append(created)
+                    continue
             if not ctx.owned(current):
                 owner = (current["metadata"].get("labels") or {}).get(L.ROLLOUT)
                 whose = f"Rollout {owner}" if owner else "another owner"
@@ -122,3 +130,35 @@ class ServiceRouter:
         for body in written:
             body.setdefault("kind", "Service")
         return written
+
+    async def _create_all(
+        self, ctx: RouteContext, plan: TrafficPlan, stamp: str, wanted: list[Any]
+    ) -> list[Body]:
+        """Create the Services side by side; the ones whose name is taken are left out."""
+
+        async def one(name: str, role: str, slot: Slot | None) -> Body | None:
+            desired = C.service(ctx.rollout, ctx.spec, name, role, slot)
+            desired["metadata"]["annotations"] = {L.TRAFFIC: stamp}
+            try:
+                created: Body = await self.kube.create_service(desired)
+                return created
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                return None
+
+        found = await asyncio.gather(*(one(*w) for w in wanted))
+        return [body for body in found if body is not None]
+
+    async def _create_or_read(self, namespace: str, desired: Body) -> tuple[Body | None, Body]:
+        """(created, None) or (None, the Service already there under that name)."""
+        name = desired["metadata"]["name"]
+        while True:
+            try:
+                return await self.kube.create_service(desired), {}
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+            current = await self.kube.get_service(namespace, name)
+            if current is not None:
+                return None, current
