@@ -182,12 +182,19 @@ async def deployment_event(**kwargs: Any) -> None:
         controller.child_event(event.get("type"), {**event["object"], "kind": "Deployment"})
 
 
-@kopf.on.event("", "v1", "services", labels={L.ROLLOUT: kopf.PRESENT})
+@kopf.on.event("", "v1", "services")
 async def service_event(**kwargs: Any) -> None:
+    # Sluice's own Services are children; the user's are kept only while a blue-green
+    # Rollout names them (activeService, previewService).
     event = kwargs["event"]
     controller = _controller()
-    if controller is not None:
-        controller.child_event(event.get("type"), {**event["object"], "kind": "Service"})
+    if controller is None:
+        return
+    body = {**event["object"], "kind": "Service"}
+    if (body.get("metadata", {}).get("labels") or {}).get(L.ROLLOUT):
+        controller.child_event(event.get("type"), body)
+    else:
+        controller.object_event(event.get("type"), body)
 
 
 @kopf.on.event(GROUP, VERSION, "analysisruns", labels={L.ROLLOUT: kopf.PRESENT})
