@@ -100,11 +100,7 @@ def ready_of(body: dict[str, Any]) -> int:
 
 
 def selector_writes(rec: Recorder, service: str, after: int) -> list[Seen]:
-    return [
-        s
-        for s in rec.history("Service", service)
-        if s.rv > after and s.type == "MODIFIED"
-    ]
+    return [s for s in rec.history("Service", service) if s.rv > after and s.type == "MODIFIED"]
 
 
 def assert_switch_once_to_ready(rec: Recorder, after: int, to: str, revision: str) -> None:
@@ -239,9 +235,7 @@ def test_a_service_named_by_two_rollouts_is_never_taken(
     assert cluster.selector("web-active") == {"app": "web", SLOT: "a"}
 
 
-def test_deletion_leaves_both_services_on_the_stable(
-    cluster: Cluster, operator: Operator
-) -> None:
+def test_deletion_leaves_both_services_on_the_stable(cluster: Cluster, operator: Operator) -> None:
     healthy_v1(cluster, autoPromotionEnabled=False)
     finalizers = cluster.rollout()["metadata"].get("finalizers") or []
     assert "sluice.dev/traffic-release" in finalizers
