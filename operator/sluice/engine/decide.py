@@ -325,7 +325,8 @@ class _Decider:
             self._event(
                 "RolloutStarted",
                 f"canary {self.revision} beside stable {s.stable_revision}: "
-                f"{self._step_count()} steps; {describe_step(self.spec, 0)}",
+                f"{'' if self.blue_green else f'{self._step_count()} steps; '}"
+                f"{describe_step(self.spec, 0)}",
             )
         self._clear_canary()
         s.canary_revision = self.revision
@@ -738,8 +739,8 @@ class _Decider:
             if s.previous
             else ""
         )
-        how = "active Service switched to it" if self.blue_green else f"after {steps} steps"
-        self._event("Completed", f"canary {self.revision} promoted to stable {how}{kept}")
+        how = ": the active Service selects it" if self.blue_green else f" after {steps} steps"
+        self._event("Completed", f"canary {self.revision} promoted to stable{how}{kept}")
 
     # ------------------------------------------------------------ output
 
