@@ -18,6 +18,7 @@ import yaml
 
 from tests.e2e.conftest import Cluster, Operator, wait_for
 from tests.e2e.history import Recorder, Seen
+from tests.support.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.e2e
 
@@ -103,8 +104,10 @@ def selector_writes(rec: Recorder, service: str, after: int) -> list[Seen]:
     return [s for s in rec.history("Service", service) if s.rv > after and s.type == "MODIFIED"]
 
 
-def assert_switch_once_to_ready(rec: Recorder, after: int, to: str, revision: str) -> None:
-    writes = selector_writes(rec, "web-active", after)
+def assert_switch_once_to_ready(
+    rec: Recorder, after: int, to: str, revision: str, writes: list[Seen] | None = None
+) -> None:
+    writes = selector_writes(rec, "web-active", after) if writes is None else writes
     assert len(writes) == 1, [(s.rv, s.body["spec"].get("selector")) for s in writes]
     switch = writes[0]
     assert switch.body["spec"]["selector"] == {"app": "web", SLOT: to}
@@ -246,3 +249,60 @@ def test_deletion_leaves_both_services_on_the_stable(cluster: Cluster, operator:
         body = cluster.get("service", name)
         assert body is not None, f"{name} was deleted with the Rollout"
         assert body["spec"]["selector"] == {"app": "web", SLOT: "a"}, json.dumps(body["spec"])
+
+
+@pytest.fixture
+def empty_prometheus(tmp_path: Any) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(workdir=tmp_path / "prometheus")
+    server.start()
+    yield server
+    server.stop()
+
+
+def failing_bake(address: str) -> dict[str, Any]:
+    """A post-promotion analysis that fails at its first measurement, 4 s after the switch."""
+    return {
+        "metrics": [
+            {
+                "name": "always-bad",
+                "provider": {"prometheus": {"address": address, "query": "vector(0.5)"}},
+                "initialDelay": "4s",
+                "interval": "1s",
+                "count": 30,
+                "failureCondition": "result > 0.1",
+                "failureLimit": 0,
+            }
+        ]
+    }
+
+
+def test_a_failed_post_promotion_analysis_switches_back_at_once(
+    cluster: Cluster, operator: Operator, recorder: Recorder, empty_prometheus: PrometheusServer
+) -> None:
+    bake = failing_bake(empty_prometheus.url)
+    start = healthy_v1(cluster, postPromotionAnalysis=bake)
+    old = cluster.status()["stableRevision"]
+    cluster.set_image("nginx:1.28")
+    wait_for(
+        "baking",
+        lambda: cluster.condition("Progressing").get("reason") == "PostPromotionAnalysis",
+        timeout=60,
+    )
+    new = cluster.status()["stableRevision"]
+    assert cluster.selector("web-active")[SLOT] == "b"
+    assert cluster.replicas("web-a") == (REPLICAS, REPLICAS), "the previous version stays warm"
+    wait_for("Degraded", lambda: cluster.status().get("phase") == "Degraded", timeout=30)
+    st = cluster.status()
+    assert st["abort"]["reason"] == "AnalysisFailed" and st["stableRevision"] == old
+    assert "reverted to" in st["abort"]["message"]
+    assert cluster.selector("web-active")[SLOT] == "a"
+    wait_for(
+        "history has both switches",
+        lambda: len(selector_writes(recorder, "web-active", start)) == 2,
+    )
+    there, back = selector_writes(recorder, "web-active", start)
+    assert (
+        there.body["spec"]["selector"][SLOT] == "b" and back.body["spec"]["selector"][SLOT] == "a"
+    )
+    assert_switch_once_to_ready(recorder, start, "b", new, writes=[there])
+    assert_switch_once_to_ready(recorder, there.rv, "a", old)
