@@ -193,8 +193,7 @@ async def service_event(**kwargs: Any) -> None:
     body = {**event["object"], "kind": "Service"}
     if (body.get("metadata", {}).get("labels") or {}).get(L.ROLLOUT):
         controller.child_event(event.get("type"), body)
-    else:
-        controller.object_event(event.get("type"), body)
+    controller.object_event(event.get("type"), body)  # kept only if a Rollout names it
 
 
 @kopf.on.event(GROUP, VERSION, "analysisruns", labels={L.ROLLOUT: kopf.PRESENT})
