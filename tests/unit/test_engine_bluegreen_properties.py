@@ -7,7 +7,8 @@ annotation). After every reconcile, killed or not:
 
 - the active Service (the plan's stable slot) only ever switches, in one SetTraffic,
   to a slot whose every pod (replicas of them) of its revision is Ready;
-- an aborted rollout has the active Service on its stable slot, asked for R pods.
+- after a whole reconcile, an aborted rollout has the active Service on its stable slot,
+  asked for R pods.
 
 After the script the operator runs without kills and a human promotes: the rollout
 settles, Healthy on the spec's template or Degraded, with the active Service on the
@@ -102,7 +103,9 @@ def killed_reconcile(d: Driver, keep: int) -> None:
     d._apply_runs(runs)
 
 
-def check_switch(d: Driver, active_before: Slot | None, replicas: int) -> None:
+def check_switch(
+    d: Driver, active_before: Slot | None, replicas: int, complete: bool = True
+) -> None:
     traffic = d.traffic
     assert traffic is not None
     if active_before is not None and traffic.stable_slot != active_before:
@@ -116,7 +119,8 @@ def check_switch(d: Driver, active_before: Slot | None, replicas: int) -> None:
         writes = [a for a in d.last.actions if isinstance(a, SetTraffic)]
         slots = [a.plan.stable_slot for a in writes]
         assert len(set(slots)) <= 1, f"the active Service moved twice in one decision: {slots}"
-    if d.status.abort is not None:
+    if complete and d.status.abort is not None:
+        # (A killed reconcile may have switched without writing the status that says so.)
         assert traffic.stable_slot == d.status.stable_slot
         assert d.replicas(traffic.stable_slot) == replicas
 
@@ -152,7 +156,7 @@ def test_active_switches_only_to_ready_and_kills_resume(
             d.last = None
             killed_reconcile(d, op.kill)
         note(f"t={d.t} {op} -> {d.status.phase} {d.status.message} {d.traffic}")
-        check_switch(d, before, replicas)
+        check_switch(d, before, replicas, complete=op.kill is None)
 
     # Resume: no more kills; a human promotes, analyses pass, time goes on.
     for _ in range(12):
