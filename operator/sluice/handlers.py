@@ -172,13 +172,14 @@ def _controller() -> Controller | None:
 def watch_selectors(instance: str | None) -> dict[tuple[str, str, str], str]:
     """Server-side label selectors: the API server sends only what Sluice owns (children
     carry sluice.dev/rollout) and only this shard's Rollouts, so a cluster's other
-    Deployments and Services never reach the operator (a handler's `labels=` filter would
-    only drop them after kopf received and processed them)."""
+    Deployments never reach the operator (a handler's `labels=` filter would only drop
+    them after kopf received and processed them). Services are watched whole: a blue-green
+    Rollout's active and preview Services are the user's, unlabelled (the object cache keeps
+    only Services a Rollout names; the rest are dropped on arrival)."""
     shard = f"{L.INSTANCE}={instance}" if instance else f"!{L.INSTANCE}"
     return {
         (GROUP, VERSION, "rollouts"): shard,
         ("apps", "v1", "deployments"): L.ROLLOUT,
-        ("", "v1", "services"): L.ROLLOUT,
         (GROUP, VERSION, "analysisruns"): L.ROLLOUT,
     }
 
@@ -221,10 +222,16 @@ async def deployment_event(**kwargs: Any) -> None:
 
 @kopf.on.event("", "v1", "services")
 async def service_event(**kwargs: Any) -> None:
+    # Sluice's own Services are children; the user's are kept only while a blue-green
+    # Rollout names them (activeService, previewService).
     event = kwargs["event"]
     controller = _controller()
-    if _counted("Service", _labelled(event["object"])) and controller:
-        controller.child_event(event.get("type"), {**event["object"], "kind": "Service"})
+    if controller is None:
+        return
+    body = {**event["object"], "kind": "Service"}
+    if _counted("Service", _labelled(body)):
+        controller.child_event(event.get("type"), body)
+    controller.object_event(event.get("type"), body)  # kept only if a Rollout names it
 
 
 @kopf.on.event(GROUP, VERSION, "analysisruns")

@@ -53,6 +53,10 @@ class Recorder:
         api = kubernetes.client.AppsV1Api(self.client)
         self._start("Deployment", api.list_namespaced_deployment, self.namespace)
 
+    def watch_services(self) -> None:
+        api = kubernetes.client.CoreV1Api(self.client)
+        self._start("Service", api.list_namespaced_service, self.namespace)
+
     def _start(self, kind: str, fn: Any, *args: Any) -> None:
         thread = threading.Thread(target=self._run, args=(kind, fn, args), daemon=True)
         thread.start()

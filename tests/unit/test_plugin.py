@@ -332,3 +332,17 @@ def test_undo_picks_the_slot_and_names_a_missing_revision(
     assert image == "nginx:1.28"
     assert main(["undo", "web", "--to-revision", "nope"]) == 3
     assert capsys.readouterr().err == "error: no slot of rollout web holds revision nope\n"
+
+
+def test_view_names_the_blue_green_services_and_lint_accepts_the_example(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    snap = snapshot(0, 0)
+    snap.rollout["spec"]["strategy"] = {
+        "blueGreen": {"activeService": "web-active", "previewService": "web-preview"}
+    }
+    text = text_of(snap)
+    assert "Traffic  blue-green: active Service/web-active, preview Service/web-preview" in text
+    example = GOOD.parent / "rollout-bluegreen.yaml"
+    assert main(["lint", str(example)]) == 0
+    assert capsys.readouterr().out == f"{example}: Rollout web: ok\n"

@@ -455,7 +455,7 @@ class AnalysisRunSpec(Model):
     measurement_retention: int = Field(
         default=10, ge=1, le=1000, description="Measurements kept per metric."
     )
-    kind: Literal["step", "background", "postPromotion", "alert"] = Field(
+    kind: Literal["step", "background", "prePromotion", "postPromotion", "alert"] = Field(
         description="What started the run."
     )
     step: int | None = Field(default=None, description="Step index, for a step analysis.")

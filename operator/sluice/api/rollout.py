@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from sluice.api.analysis import BackgroundAnalysis, RolloutAnalysis
 from sluice.api.base import Model
+from sluice.api.bluegreen import BlueGreenStrategy
 from sluice.api.duration import parse_duration
 from sluice.api.traffic import PRESERVE, SetCanaryScale, SetHeaderRoute, TrafficRouting
 
@@ -172,6 +173,28 @@ class Strategy(Model):
     canary: CanaryStrategy = Field(
         default_factory=CanaryStrategy, description="The canary strategy."
     )
+    blue_green: BlueGreenStrategy | None = Field(
+        default=None,
+        description="The blue-green strategy (instead of canary): the new version is "
+        "previewed at full size, then the active Service switches to it in one write.",
+    )
+
+    # The engine reads these whichever strategy is set.
+
+    def scale_down_delay(self) -> int:
+        if self.blue_green is not None:
+            return self.blue_green.scale_down_delay_seconds
+        return self.canary.scale_down_delay_seconds
+
+    def abort_scale_down_delay(self) -> int:
+        if self.blue_green is not None:
+            return self.blue_green.abort_scale_down_delay_seconds
+        return self.canary.scale_down_delay_seconds
+
+    def post_promotion(self) -> RolloutAnalysis | None:
+        if self.blue_green is not None:
+            return self.blue_green.post_promotion_analysis
+        return self.canary.post_promotion_analysis
 
 
 # ---------------------------------------------------------------- spec

@@ -111,14 +111,23 @@ def what_happened(frame: Frame, which: str, before: Frame | None = None) -> str:
     return "\n".join(lines)
 
 
-def cells(frame: Frame, steps: int, state: bool = True, same: bool = False) -> tuple[str, ...]:
+BLUE_GREEN_STAGES = ("preview", "switch")  # currentStepIndex 0 and 1 of a blue-green
+
+
+def cells(
+    frame: Frame, steps: int, state: bool = True, same: bool = False, blue_green: bool = False
+) -> tuple[str, ...]:
     """time, step, weight, pods (stable + canary), phase; the state ones blank if `state`
-    is False (a row of measurements only: nothing else changed), the time if `same`."""
+    is False (a row of measurements only: nothing else changed), the time if `same`.
+    A blue-green rollout shows its stage instead of a step."""
     if not state:
         return ("" if same else clock(frame.t), "", "", "", "")
+    step = "" if frame.step is None else f"{frame.step}/{steps}"
+    if blue_green and frame.step is not None:
+        step = BLUE_GREEN_STAGES[min(frame.step, 1)]
     return (
         clock(frame.t),
-        "" if frame.step is None else f"{frame.step}/{steps}",
+        step,
         f"{frame.weight}%",
         f"{frame.stable}+{frame.canary}",
         frame.phase,
@@ -126,7 +135,7 @@ def cells(frame: Frame, steps: int, state: bool = True, same: bool = False) -> t
 
 
 COLUMNS = ("time", "step", "weight", "pods", "phase", "what happened")
-WIDTHS = (7, 5, 6, 7, 11)
+WIDTHS = (7, 7, 6, 7, 11)
 
 
 def live_row(lead: tuple[str, ...], what: str, bold: bool = False) -> Table:
@@ -195,7 +204,10 @@ def run(args: argparse.Namespace) -> int:
         if not what and not frame.events and frame.measurements:
             return  # only measurements, none of them shown
         state = last is None or bool(frame.events) or moved(last, frame)
-        row = cells(frame, steps, state, same=last is not None and last.t == frame.t)
+        same = last is not None and last.t == frame.t
+        row = cells(
+            frame, steps, state, same, blue_green=loaded.spec.strategy.blue_green is not None
+        )
         if live:
             assert speed is not None
             time.sleep(max(0.0, (frame.t - (last.t if last else 0.0)) / speed))

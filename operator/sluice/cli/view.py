@@ -155,6 +155,12 @@ def render(snap: Snapshot) -> RenderableType:
 
     named = routers(spec)
     traffic = ", ".join(named) if named else f"Service/{meta['name']} (share of pods)"
+    blue_green = (spec.get("strategy") or {}).get("blueGreen")
+    if isinstance(blue_green, dict):
+        preview = blue_green.get("previewService")
+        traffic = f"blue-green: active Service/{blue_green.get('activeService')}" + (
+            f", preview Service/{preview}" if preview else ""
+        )
     parts.append(Text(f"Traffic  {traffic}"))
 
     parts += _analysis(snap.runs)

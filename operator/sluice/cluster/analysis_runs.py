@@ -36,8 +36,11 @@ class AnalysisInvalid(ValueError):
 
 
 def analysis_for(spec: RolloutSpec, kind: str, step: int | None) -> tuple[RolloutAnalysis, str]:
-    canary = spec.strategy.canary
-    if kind == "step" and step is not None:
+    canary, bg = spec.strategy.canary, spec.strategy.blue_green
+    if bg is not None and kind in ("prePromotion", "postPromotion"):
+        found = bg.pre_promotion_analysis if kind == "prePromotion" else bg.post_promotion_analysis
+        where = f"spec.strategy.blueGreen.{kind}Analysis"
+    elif kind == "step" and step is not None:
         found = canary.steps[step].analysis
         where = f"spec.strategy.canary.steps[{step}].analysis"
     elif kind == "background":
@@ -170,9 +173,9 @@ def check(metrics: list[Metric], args: dict[str, Arg], where: str, kind: str) ->
                 compile_condition(cond)
             except ExprError as exc:
                 raise AnalysisInvalid(f"{where}: metric {m.name}: {exc}") from None
-        if kind == "step" and m.measurements_wanted() is None:
+        if kind in ("step", "prePromotion") and m.measurements_wanted() is None:
             raise AnalysisInvalid(
-                f"{where}: metric {m.name}: a step analysis with an interval needs a count"
+                f"{where}: metric {m.name}: a {kind} analysis with an interval needs a count"
             )
 
 

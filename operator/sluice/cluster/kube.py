@@ -222,6 +222,11 @@ class Kube:
     # CustomObjectsApi speaks the REST shape of every /apis group, built-in ones included.
 
     async def get_object(self, ref: ObjectRef, namespace: str) -> Body | None:
+        if ref.group == "" and ref.kind == "Service":  # the core group is not under /apis
+            found = await self.get_service(namespace, ref.name)
+            if found is not None:
+                found.setdefault("kind", "Service")
+            return found
         try:
             body: Body = await self.call(
                 self.custom.get_namespaced_custom_object,

@@ -607,7 +607,9 @@ class Controller:
             ("step", i) for i, step in enumerate(canary.steps) if step.analysis is not None
         ]
         wanted += [("background", None)] if canary.analysis else []
-        wanted += [("postPromotion", None)] if canary.post_promotion_analysis else []
+        bg = ctx.spec.strategy.blue_green
+        wanted += [("prePromotion", None)] if bg and bg.pre_promotion_analysis else []
+        wanted += [("postPromotion", None)] if ctx.spec.strategy.post_promotion() else []
         templates: dict[tuple[str, bool], Body | None] = {}
         wants = False
         for kind, step in wanted:

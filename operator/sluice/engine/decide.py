@@ -23,6 +23,7 @@ from sluice.api.rollout import (
     RolloutStatus,
     SlotStatus,
 )
+from sluice.engine import bluegreen
 from sluice.engine import replicas as rep
 from sluice.engine.baseline import baseline_actions
 from sluice.engine.gates import LIVE, PASS, Gate, alert_gate, alert_run_prefix, gate, run_name
@@ -68,6 +69,8 @@ def decide(inp: RolloutInput, observed: Observed, now: datetime) -> Decision:
 
 
 def describe_step(spec: RolloutSpec, index: int) -> str:
+    if spec.strategy.blue_green is not None:
+        return bluegreen.describe(spec, index)
     steps = spec.strategy.canary.steps
     if index >= len(steps):
         return f"step {index}/{len(steps)}: promoting to stable"
@@ -109,6 +112,7 @@ class _Decider:
         if spec.template is None:  # a workloadRef's Deployment the controller could not take
             why = self.obs.rejected.get("child:workload", "the Deployment was not read")
             return self._invalid(why if why.startswith("spec.") else f"spec.workloadRef: {why}")
+        self.blue_green = spec.strategy.blue_green is not None
         self.revision = template_hash(spec.template)
         if self.revision in self.obs.rejected:
             return self._invalid(f"spec.template: {self.obs.rejected[self.revision]}")
@@ -138,6 +142,8 @@ class _Decider:
                 self._aborted()
             elif self.replacing:
                 self._refill_stable()
+            elif self.blue_green:
+                bluegreen.advance(self)
             else:
                 self._steps()
         else:
@@ -171,6 +177,8 @@ class _Decider:
         self.due.append(max(seconds, 0.0))
 
     def _step_count(self) -> int:
+        if self.blue_green:
+            return bluegreen.STAGES
         return len(self.spec.strategy.canary.steps)
 
     def _clear_canary(self) -> None:
@@ -322,7 +330,8 @@ class _Decider:
             self._event(
                 "RolloutStarted",
                 f"canary {self.revision} beside stable {s.stable_revision}: "
-                f"{self._step_count()} steps; {describe_step(self.spec, 0)}",
+                f"{'' if self.blue_green else f'{self._step_count()} steps; '}"
+                f"{describe_step(self.spec, 0)}",
             )
         self._clear_canary()
         s.canary_revision = self.revision
@@ -347,12 +356,12 @@ class _Decider:
             "RolledBack",
             f"template set back to previous {self.revision}, still warm: traffic switched at "
             f"once; {left_revision} kept warm for "
-            f"{self.spec.strategy.canary.scale_down_delay_seconds}s",
+            f"{self.spec.strategy.scale_down_delay()}s",
             warning=True,
         )
 
     def _warm(self, slot: Slot, revision: str, keep: bool = False) -> PreviousStatus | None:
-        delay = self.spec.strategy.canary.scale_down_delay_seconds
+        delay = self.spec.strategy.scale_down_delay()
         if delay <= 0 and not keep:
             return None
         until = self.now + timedelta(seconds=delay)
@@ -397,7 +406,7 @@ class _Decider:
             self.targets[self.canary_slot] = (self.obs.slots[self.canary_slot].replicas, False)
             return
         s.canary_weight = 0
-        delay = self.spec.strategy.canary.scale_down_delay_seconds
+        delay = self.spec.strategy.abort_scale_down_delay()
         left = delay - since(s.abort.time, self.now)
         if left > 0:
             self.targets[self.canary_slot] = (self.obs.slots[self.canary_slot].replicas, False)
@@ -613,7 +622,7 @@ class _Decider:
         if verdict.verdict == "pass":
             s.post_promotion_run = None
             if s.previous:
-                delay = self.spec.strategy.canary.scale_down_delay_seconds
+                delay = self.spec.strategy.scale_down_delay()
                 until = self.now + timedelta(seconds=delay)
                 s.previous = s.previous.model_copy(update={"scale_down_at": fmt(until)})
             self._event("AnalysisPassed", f"post-promotion analysis run {name} passed")
@@ -653,7 +662,7 @@ class _Decider:
         self._abort(verdict.reason, f"{verdict.message}; reverted to {previous.revision}")
         self.targets = {self.stable_slot: (self.replicas, False)}
         self.targets[bad_slot] = (self.obs.slots[bad_slot].replicas, False)
-        self._due_in(self.spec.strategy.canary.scale_down_delay_seconds)
+        self._due_in(self.spec.strategy.abort_scale_down_delay())
 
     def _prune_runs(self) -> None:
         """Finished runs of attempts older than revisionHistoryLimit go; the rest stay to read."""
@@ -723,7 +732,7 @@ class _Decider:
         self.wanted_runs.clear()  # the canary's analysis ends with it
         self.wanted_plan = None
         self.waiting_for = ""
-        post = self.spec.strategy.canary.post_promotion_analysis is not None
+        post = self.spec.strategy.post_promotion() is not None
         s.previous = self._warm(left, left_revision, keep=post)
         self._clear_canary()
         if post:
@@ -731,13 +740,12 @@ class _Decider:
                 self.inp.name, self.revision, s.attempt, "postPromotion"
             )
         kept = (
-            f"; {left_revision} kept warm for {self.spec.strategy.canary.scale_down_delay_seconds}s"
+            f"; {left_revision} kept warm for {self.spec.strategy.scale_down_delay()}s"
             if s.previous
             else ""
         )
-        self._event(
-            "Completed", f"canary {self.revision} promoted to stable after {steps} steps{kept}"
-        )
+        how = ": the active Service selects it" if self.blue_green else f" after {steps} steps"
+        self._event("Completed", f"canary {self.revision} promoted to stable{how}{kept}")
 
     # ------------------------------------------------------------ output
 

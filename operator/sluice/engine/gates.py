@@ -9,7 +9,7 @@ from sluice.engine.types import RunObserved
 
 Verdict = Literal["pass", "wait", "abort", "pause"]
 LIVE = ("Pending", "Running", "Holding")  # phases of a run still measuring
-KIND_SUFFIX = {"background": "bg", "postPromotion": "post"}
+KIND_SUFFIX = {"background": "bg", "prePromotion": "pre", "postPromotion": "post"}
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,7 @@ class Decision:
 class RunObserved:
     """An AnalysisRun of this Rollout as last seen."""
 
-    kind: str  # step | background | postPromotion | alert
+    kind: str  # step | background | prePromotion | postPromotion | alert
     revision: str
     phase: str  # Pending | Running | Successful | Failed | Error | Inconclusive
     message: str = ""

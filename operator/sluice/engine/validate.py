@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sluice.api.rollout import ACTION_ANNOTATION, ACTIONS, LabelSelector, RolloutSpec
+from sluice.engine import bluegreen
 from sluice.engine.steps import FIELD_NAMES, kind_of, kinds_of
 from sluice.engine.traffic_checks import check_names, check_traffic
 
@@ -59,6 +60,7 @@ def check_spec(spec: RolloutSpec, name: str | None = None) -> None:
             continue
         problems += kind_of(step).check(spec, index, where)
     problems += check_traffic(spec)
+    problems += bluegreen.check(spec, name)
     if name is not None:
         problems += check_names(spec, name)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sluice.api.rollout import RolloutSpec
 from sluice.cluster.kube import Kube
 from sluice.routers.base import Capabilities, TrafficRouter
+from sluice.routers.bluegreen import BlueGreenServices
 from sluice.routers.gateway import GatewayAPIRouter
 from sluice.routers.istio import IstioRouter
 from sluice.routers.nginx import NginxRouter
@@ -36,4 +37,6 @@ def routers(kube: Kube, spec: RolloutSpec) -> RouterSet:
     routing = spec.strategy.canary.traffic_routing
     fields = routing.providers() if routing else []
     providers = [PROVIDERS[f](kube) for f in fields if f in PROVIDERS]
+    if spec.strategy.blue_green is not None:
+        providers = [BlueGreenServices(kube)]  # blue-green has no trafficRouting
     return RouterSet(ServiceRouter(kube), providers)

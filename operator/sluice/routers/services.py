@@ -65,12 +65,14 @@ class ServiceRouter:
     def roles(self, ctx: RouteContext, plan: TrafficPlan) -> list[tuple[str, str, Slot | None]]:
         """(Service name, role, slot it selects; None: both) in the order they are written."""
         routed = ctx.spec.strategy.canary.traffic_routing is not None
-        root_slot = None if plan.canary_slot and not routed else plan.stable_slot
-        return [
-            (ctx.name, "root", root_slot),
+        stable_canary: list[tuple[str, str, Slot | None]] = [
             (ctx.stable_service, "stable", plan.stable_slot),
             (ctx.canary_service, "canary", plan.canary_slot or other(plan.stable_slot)),
         ]
+        if ctx.spec.strategy.blue_green is not None:
+            return stable_canary  # the user's activeService takes the root's place
+        root_slot = None if plan.canary_slot and not routed else plan.stable_slot
+        return [(ctx.name, "root", root_slot), *stable_canary]
 
     def applied(self, ctx: RouteContext) -> TrafficPlan | None:
         """The plan last applied, from the stable Service's note; None: never applied."""

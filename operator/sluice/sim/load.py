@@ -74,7 +74,10 @@ class Loaded:
         ]
         if canary.analysis is not None:
             found.insert(0, ("background", None))
-        if canary.post_promotion_analysis is not None:
+        bg = self.spec.strategy.blue_green
+        if bg is not None and bg.pre_promotion_analysis is not None:
+            found.append(("prePromotion", None))
+        if self.spec.strategy.post_promotion() is not None:
             found.append(("postPromotion", None))
         out = []
         for kind, step in found:
