@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'run':>4} {'mode':>8} {'queries/s':>10} {'measured/s':>11} {'errors':>7}")
             for run in range(1, args.runs + 1):
                 for mode, window in (("shared", args.window), ("direct", 0.0)):
-                    limit = args.interval * (args.intervals + 1) + 120  # stops by itself
+                    limit = 3 * args.interval * (args.intervals + 1) + 300  # stops by itself
                     result = asyncio.run(
                         asyncio.wait_for(one_run(server, args, window, seed=run), limit)
                     )
