@@ -205,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"median queries/s sent: with sharing {medians['shared']:.1f}, without "
         f"{medians['direct']:.1f} ({medians['direct'] / max(medians['shared'], 1e-9):.0f}x fewer); "
-        f"measurements/s {measured['shared']:.1f} / {measured['direct']:.1f}; "
+        f"measurements/s {measured['shared']:.1f} / {measured['direct']:.1f} (queries per "
+        f"measurement {medians['shared'] / max(measured['shared'], 1e-9):.2f} / "
+        f"{medians['direct'] / max(measured['direct'], 1e-9):.2f}: the direct mode falls "
+        "behind when Prometheus cannot answer them all in time); "
         f"load average {_load()} at end"
     )
     return 0
