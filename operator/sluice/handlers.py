@@ -39,6 +39,7 @@ class Options:
     port: int = 8080
     workers: int = 8
     api_limit: int = 8  # Kubernetes calls in flight from the reconcilers
+    webhook_interval: float = 10.0  # between two calls of a gate that did not allow
     kubeconfig: str | None = None
     alert_token_secret: str | None = None  # NAMESPACE/NAME[/KEY] of the webhook's bearer token
     leader: LeaderOptions | None = None  # None: act at once (one replica)
@@ -87,6 +88,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     STATE["runner"] = await server.serve(application, OPTIONS.host, OPTIONS.port)
     await _lead(kube)
     controller = Controller(kube, workers=OPTIONS.workers, instance=OPTIONS.instance)
+    controller.hooks.interval = OPTIONS.webhook_interval
     executor = AnalysisExecutor(
         kube,
         controller.run_lookup,

@@ -15,6 +15,7 @@ from sluice.api.analysis import BackgroundAnalysis, RolloutAnalysis
 from sluice.api.base import Model
 from sluice.api.duration import parse_duration
 from sluice.api.traffic import PRESERVE, SetCanaryScale, SetHeaderRoute, TrafficRouting
+from sluice.api.webhooks import MAX_WEBHOOKS, GateRecord, Webhook
 
 GROUP = "sluice.dev"
 VERSION = "v1alpha1"
@@ -163,6 +164,12 @@ class CanaryStrategy(Model):
         default=None,
         description="Set the weight in an ingress controller or mesh; the canary is then sized "
         "to its weight (or setCanaryScale). Omitted: the weight is the share of pods.",
+    )
+    webhooks: list[Webhook] = Field(
+        default_factory=list,
+        max_length=MAX_WEBHOOKS,
+        description="HTTP calls the rollout waits on (confirm-rollout, pre-rollout, rollout, "
+        "confirm-promotion) or tells (post-rollout, rollback), in this order per type.",
     )
 
 
@@ -363,6 +370,10 @@ class RolloutStatus(Model):
     consumed_action: str | None = Field(
         default=None,
         description="The action annotation applied last, until it is removed from the object.",
+    )
+    webhook_gates: list[GateRecord] = Field(
+        default_factory=list,
+        description="The webhook gates of the current canary attempt and their last answers.",
     )
     conditions: list[Condition] = Field(default_factory=list, description="Standard conditions.")
 

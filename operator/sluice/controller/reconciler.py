@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from sluice.cluster.kube import Kube
 from sluice.cluster.observe import observe
 from sluice.cluster.wire import strip_empty
 from sluice.controller.cache import Body, Cache, Key
+from sluice.controller.webhooks import HookCaller
 from sluice.controller.workqueue import WorkQueue
 from sluice.engine import (
     CreateRun,
@@ -43,7 +45,7 @@ from sluice.engine import (
 from sluice.engine.gates import alert_run_prefix
 from sluice.engine.hashing import template_hash
 from sluice.engine.timefmt import fmt
-from sluice.engine.types import TrafficObserved
+from sluice.engine.types import AskHook, TrafficObserved
 from sluice.engine.validate import InvalidSpec, parse_spec
 from sluice.routers.base import ObjectRef, RouteContext, RouterProblem
 from sluice.routers.factory import routers as build_routers
@@ -111,6 +113,7 @@ class Controller:
         self.on_event: Callable[[Body, Any, datetime], None] | None = None  # notify, metrics
         self.tasks: list[asyncio.Task[None]] = []
         self.started = False
+        self.hooks = HookCaller(self.queue.add, self.queue.add_after, clock=clock)
 
     # ------------------------------------------------------------ watch events
 
@@ -135,6 +138,7 @@ class Controller:
             self.traffic_problems.pop(key, None)
             self.claim_problems.pop(key, None)
             self.conflicts.pop(key, None)
+            self.hooks.forget(key)
             for other in self._claim(key, set()):
                 self.queue.add(other)  # the route it held is free now
             M.forget_rollout(*key)
@@ -189,6 +193,7 @@ class Controller:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.hooks.stop()
         self.started = False
 
     async def _worker(self) -> None:
@@ -284,6 +289,7 @@ class Controller:
         revision = template_hash(spec.template) if spec else ""
         template = spec.template if spec else None  # drift: the slot running it is compared
         seen = observe(meta["name"], bucket, traffic, rejected, revision, template)
+        seen = dataclasses.replace(seen, hooks=self.hooks.observed(key, status.attempt))
         decision = decide(inp, seen, now)
         bound = log.bind(
             namespace=key[0],
@@ -292,6 +298,9 @@ class Controller:
             revision=decision.status.canary_revision or decision.status.stable_revision,
         )
         for act in decision.actions:
+            if isinstance(act, AskHook) and spec is not None:
+                self.hooks.ask(key, body, spec, act)  # off the reconcile path, once per interval
+                continue
             if ctx is None or routers is None or isinstance(act, RemoveAction):
                 continue
             bound.info("apply", action=type(act).__name__, **_fields(act))

@@ -23,6 +23,7 @@ from sluice.api.rollout import (
     RolloutStatus,
     SlotStatus,
 )
+from sluice.engine import hooks
 from sluice.engine import replicas as rep
 from sluice.engine.gates import LIVE, PASS, Gate, alert_gate, alert_run_prefix, gate, run_name
 from sluice.engine.hashing import template_hash
@@ -435,19 +436,29 @@ class _Decider:
         if self._analysis_aborts(index):
             return
         paused = paused or self.held is not None
+        if index == 0 and not hooks.allow_start(self):
+            self.targets[self.canary_slot] = (0, True)  # no pod before it is allowed
+            self.targets[self.stable_slot] = (replicas, False)
+            return
         for _ in range(len(steps) + 2):
             if index >= len(steps):
-                if ready >= replicas and not paused:
+                confirmed = hooks.allow(self, "confirm-promotion") is Progress.DONE
+                if ready >= replicas and not paused and confirmed:
                     self._promote()
                     self._steady()
                     return
-                self._wait_for_canary(replicas, ready, paused, index)
+                self._wait_for_canary(replicas, ready, paused or not confirmed, index)
                 break
             step = steps[index]
             progress = kind_of(step).advance(self, step, index, paused)
             if progress is Progress.ABORTED:
                 return
             if progress is Progress.WAIT or paused or self.held is not None:
+                break
+            progress = hooks.allow(self, "rollout", index)  # the step counts once they agree
+            if progress is Progress.ABORTED:
+                return
+            if progress is Progress.WAIT:
                 break
             index += 1
             s.current_step_index = index

@@ -82,6 +82,7 @@ class Observed:
     # container without an image): reported as InvalidSpec instead of retried forever.
     rejected: dict[str, str] = field(default_factory=dict)
     runs: dict[str, RunObserved] = field(default_factory=dict)  # AnalysisRuns by name
+    hooks: dict[str, HookAnswer] = field(default_factory=dict)  # webhook answers by gate key
 
 
 # ---------------------------------------------------------------- actions
@@ -176,5 +177,37 @@ class DeleteRun:
     name: str
 
 
-Action = DeploySlot | ScaleSlot | SetTraffic | RemoveAction | CreateRun | TerminateRun | DeleteRun
+# ---------------------------------------------------------------- webhook gates
+
+
+@dataclass(frozen=True)
+class HookAnswer:
+    """The last answer of a webhook gate (gathered by the controller, not the engine)."""
+
+    ok: bool  # a 2xx answer
+    message: str
+    at: str  # when it came (RFC 3339): a new time is a new answer
+
+
+@dataclass(frozen=True)
+class AskHook:
+    """Let webhook `name` answer for gate `key`; the controller asks at most once per
+    check interval and keeps the answer, so asking again in every decision is cheap."""
+
+    key: str
+    name: str
+    type: str
+    step: int | None = None
+
+
+Action = (
+    DeploySlot
+    | ScaleSlot
+    | SetTraffic
+    | RemoveAction
+    | CreateRun
+    | TerminateRun
+    | DeleteRun
+    | AskHook
+)
 RunAction = CreateRun | TerminateRun | DeleteRun

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sluice.api.rollout import ACTION_ANNOTATION, ACTIONS, LabelSelector, RolloutSpec
+from sluice.engine.hooks import check_webhooks
 from sluice.engine.steps import FIELD_NAMES, kind_of, kinds_of
 from sluice.engine.traffic_checks import check_names, check_traffic
 
@@ -52,6 +53,7 @@ def check_spec(spec: RolloutSpec, name: str | None = None) -> None:
             continue
         problems += kind_of(step).check(spec, index, where)
     problems += check_traffic(spec)
+    problems += check_webhooks(spec)
     if name is not None:
         problems += check_names(spec, name)
 
