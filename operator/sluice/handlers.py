@@ -192,6 +192,14 @@ async def service_event(**kwargs: Any) -> None:
         controller.child_event(event.get("type"), {**event["object"], "kind": "Service"})
 
 
+@kopf.on.event("batch", "v1", "jobs", labels={L.ROLLOUT: kopf.PRESENT})
+async def job_event(**kwargs: Any) -> None:
+    event = kwargs["event"]
+    controller = _controller()
+    if controller is not None:
+        controller.child_event(event.get("type"), {**event["object"], "kind": "Job"})
+
+
 @kopf.on.event(GROUP, VERSION, "analysisruns", labels={L.ROLLOUT: kopf.PRESENT})
 async def analysis_run_event(**kwargs: Any) -> None:
     event = kwargs["event"]

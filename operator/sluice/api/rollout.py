@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from sluice.api.analysis import BackgroundAnalysis, RolloutAnalysis
 from sluice.api.base import Model
+from sluice.api.jobs import JobStep
 from sluice.api.duration import parse_duration
 from sluice.api.traffic import PRESERVE, SetCanaryScale, SetHeaderRoute, TrafficRouting
 from sluice.api.webhooks import MAX_WEBHOOKS, GateRecord, Webhook
@@ -65,6 +66,7 @@ class CanaryStep(Model):
                 {"required": ["analysis"]},
                 {"required": ["setCanaryScale"]},
                 {"required": ["setHeaderRoute"]},
+                {"required": ["job"]},
             ],
             **PRESERVE,
         }
@@ -107,6 +109,11 @@ class CanaryStep(Model):
         default=None,
         description="Route requests matching a header or cookie to the canary whatever the "
         "weight, until the rollout ends (needs trafficRouting and managedRoutes).",
+    )
+    job: JobStep | None = Field(
+        default=None,
+        description="Run a Job (a smoke test) and wait for it: success moves on, failure or "
+        "its timeout aborts. One Job per canary attempt and step, owned by the Rollout.",
     )
 
 

@@ -9,3 +9,5 @@ TEMPLATE_GENERATION = f"{GROUP}/template-generation"  # Deployment generation of
 ROLE = f"{GROUP}/role"  # on Services: root | stable | canary
 INSTANCE = f"{GROUP}/controller-instance"  # on a Rollout: the shard (operator) that owns it
 TRAFFIC = f"{GROUP}/traffic"  # on the root Service: the TrafficTarget last applied
+ATTEMPT = f"{GROUP}/attempt"  # on a Job gate: the canary attempt it runs for
+STEP = f"{GROUP}/step"  # on a Job gate: the step index

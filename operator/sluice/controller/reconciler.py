@@ -45,7 +45,8 @@ from sluice.engine import (
 from sluice.engine.gates import alert_run_prefix
 from sluice.engine.hashing import template_hash
 from sluice.engine.timefmt import fmt
-from sluice.engine.types import AskHook, TrafficObserved
+from sluice.cluster.jobs import job_manifest
+from sluice.engine.types import AskHook, CreateJob, DeleteJob, TrafficObserved
 from sluice.engine.validate import InvalidSpec, parse_spec
 from sluice.routers.base import ObjectRef, RouteContext, RouterProblem
 from sluice.routers.factory import routers as build_routers
@@ -166,7 +167,7 @@ class Controller:
 
     async def warm(self, namespaces: list[str] | None) -> None:
         """Fill the children cache before the first decision, so none is taken blind."""
-        for kind in ("deployments", "services", "analysisruns"):
+        for kind in ("deployments", "services", "analysisruns", "jobs"):
             try:
                 bodies = await self.kube.list_children(kind, namespaces)
             except ApiException as exc:
@@ -435,6 +436,15 @@ class Controller:
                 self.cache.put_child({**written, "kind": "AnalysisRun"})
             elif isinstance(act, SetTraffic):
                 await self._set_traffic(key, ctx, act, routers)
+            elif isinstance(act, CreateJob):
+                await self._create_job(ctx, act)
+            elif isinstance(act, DeleteJob):
+                M.API_CALLS.labels("delete_job").inc()
+                with contextlib.suppress(ApiException):  # already gone is fine
+                    await self.kube.delete_job(namespace, act.name)
+                gone = ctx.children.get(f"Job/{act.name}")
+                if gone is not None:
+                    self.cache.put_child(gone, deleted=True)
         except ApiException as exc:
             message = _api_message(exc)
             if isinstance(act, DeploySlot) and _refused_template(exc, message):
@@ -527,6 +537,31 @@ class Controller:
         self.cache.put_child({**written, "kind": "AnalysisRun"})
         if self.on_run_created is not None:
             self.on_run_created(written)
+
+    async def _create_job(self, ctx: RouteContext, act: CreateJob) -> None:
+        assert ctx.spec is not None
+        body = job_manifest(ctx.rollout, ctx.spec, act)
+        M.API_CALLS.labels("create_job").inc()
+        try:
+            written = await self.kube.create_job(body)
+        except ApiException as exc:
+            if exc.status == 409:  # made before a kill, not in the cache yet: never twice
+                written = await self.kube.raw(
+                    self.kube.batch.read_namespaced_job, act.name, ctx.namespace
+                )
+                if not _owned(written, ctx.rollout["metadata"]["uid"]):
+                    raise Rejected(
+                        f"child:Job/{act.name}",
+                        f"Job {act.name} exists and is not owned by Rollout {ctx.name}",
+                    ) from exc
+            elif exc.status in (400, 422):
+                raise Rejected(
+                    f"{ctx.name}-{act.revision}-job",
+                    f"spec.strategy.canary.steps[{act.step}].job: {_api_message(exc)}",
+                ) from exc
+            else:
+                raise
+        self.cache.put_child({**written, "kind": "Job"})
 
     async def _check_analyses(self, ctx: RouteContext, revision: str) -> None:
         assert ctx.spec is not None

@@ -27,6 +27,7 @@ from sluice.engine import hooks
 from sluice.engine import replicas as rep
 from sluice.engine.gates import LIVE, PASS, Gate, alert_gate, alert_run_prefix, gate, run_name
 from sluice.engine.hashing import template_hash
+from sluice.engine.jobs import prune_jobs
 from sluice.engine.steps import Progress, canary_scale, goal_weight, kind_of
 from sluice.engine.timefmt import fmt, fmt_seconds, parse, since
 from sluice.engine.types import (
@@ -143,6 +144,7 @@ class _Decider:
         self._previous()
         self._stop_unwanted_runs()
         self._prune_runs()
+        prune_jobs(self)
         return self._finish()
 
     # ------------------------------------------------------------ helpers

@@ -83,6 +83,7 @@ class Observed:
     rejected: dict[str, str] = field(default_factory=dict)
     runs: dict[str, RunObserved] = field(default_factory=dict)  # AnalysisRuns by name
     hooks: dict[str, HookAnswer] = field(default_factory=dict)  # webhook answers by gate key
+    jobs: dict[str, JobObserved] = field(default_factory=dict)  # Job gates by Job name
 
 
 # ---------------------------------------------------------------- actions
@@ -200,6 +201,36 @@ class AskHook:
     step: int | None = None
 
 
+# ---------------------------------------------------------------- Job gates
+
+
+@dataclass(frozen=True)
+class JobObserved:
+    """A Job Sluice made for a job step, as last seen."""
+
+    phase: str  # Running | Succeeded | Failed
+    message: str = ""
+    revision: str = ""
+    attempt: int | None = None
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    """Run the job step `step` of canary `revision` (the name is fixed: a kill makes none twice)."""
+
+    name: str
+    step: int
+    revision: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class DeleteJob:
+    """A Job no longer needed (an older attempt, a canary that ended), with its pods."""
+
+    name: str
+
+
 Action = (
     DeploySlot
     | ScaleSlot
@@ -209,5 +240,7 @@ Action = (
     | TerminateRun
     | DeleteRun
     | AskHook
+    | CreateJob
+    | DeleteJob
 )
 RunAction = CreateRun | TerminateRun | DeleteRun
