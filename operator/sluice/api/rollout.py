@@ -13,8 +13,8 @@ from pydantic import ConfigDict, Field, field_validator
 
 from sluice.api.analysis import BackgroundAnalysis, RolloutAnalysis
 from sluice.api.base import Model
-from sluice.api.jobs import JobStep
 from sluice.api.duration import parse_duration
+from sluice.api.jobs import JobStep
 from sluice.api.traffic import PRESERVE, SetCanaryScale, SetHeaderRoute, TrafficRouting
 from sluice.api.webhooks import MAX_WEBHOOKS, GateRecord, Webhook
 

@@ -23,6 +23,7 @@ from sluice.cluster import children as C
 from sluice.cluster import labels as L
 from sluice.cluster.analysis_runs import AnalysisInvalid, analysis_for, manifest, merge
 from sluice.cluster.events import event_body, event_name, transition_key
+from sluice.cluster.jobs import job_manifest
 from sluice.cluster.kube import Kube
 from sluice.cluster.observe import observe
 from sluice.cluster.wire import strip_empty
@@ -45,7 +46,6 @@ from sluice.engine import (
 from sluice.engine.gates import alert_run_prefix
 from sluice.engine.hashing import template_hash
 from sluice.engine.timefmt import fmt
-from sluice.cluster.jobs import job_manifest
 from sluice.engine.types import AskHook, CreateJob, DeleteJob, TrafficObserved
 from sluice.engine.validate import InvalidSpec, parse_spec
 from sluice.routers.base import ObjectRef, RouteContext, RouterProblem
