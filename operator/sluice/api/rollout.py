@@ -15,13 +15,22 @@ from sluice.api.analysis import BackgroundAnalysis, RolloutAnalysis
 from sluice.api.base import Model
 from sluice.api.duration import parse_duration
 from sluice.api.jobs import JobStep
+from sluice.api.rollback import GradualRollback, RollbackProgress
 from sluice.api.traffic import PRESERVE, SetCanaryScale, SetHeaderRoute, TrafficRouting
 from sluice.api.webhooks import MAX_WEBHOOKS, GateRecord, Webhook
 
 GROUP = "sluice.dev"
 VERSION = "v1alpha1"
 ACTION_ANNOTATION = f"{GROUP}/action"
-ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume")
+ACTIONS = (
+    "promote",
+    "promote-full",
+    "abort",
+    "retry",
+    "pause",
+    "resume",
+    "rollback-gradually",
+)
 MAX_SECONDS = 30 * 24 * 3600  # bound of every duration: a date past it overflows nothing
 MAX_STEPS = 100
 
@@ -171,6 +180,11 @@ class CanaryStrategy(Model):
         default=None,
         description="Set the weight in an ingress controller or mesh; the canary is then sized "
         "to its weight (or setCanaryScale). Omitted: the weight is the share of pods.",
+    )
+    gradual_rollback: GradualRollback | None = Field(
+        default=None,
+        description="The walk back of sluice.dev/action: rollback-gradually (an abort stays "
+        "instant); an analysis failure during it goes to 0 at once.",
     )
     webhooks: list[Webhook] = Field(
         default_factory=list,
@@ -377,6 +391,9 @@ class RolloutStatus(Model):
     consumed_action: str | None = Field(
         default=None,
         description="The action annotation applied last, until it is removed from the object.",
+    )
+    gradual_rollback: RollbackProgress | None = Field(
+        default=None, description="Set while the canary's weight is walked back down."
     )
     webhook_gates: list[GateRecord] = Field(
         default_factory=list,

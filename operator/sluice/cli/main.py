@@ -20,6 +20,7 @@ ACTIONS = {
     "retry": "retry",
     "pause": "pause",
     "resume": "resume",
+    "rollback-gradually": "rollback-gradually",
 }
 HEAVY = ("simulate", "replay")  # their parsers live beside their (heavy) code
 EXIT_ERROR = 3  # usage and cluster errors; 0/1/2 are verdicts (status, lint, simulate)

@@ -23,7 +23,7 @@ from sluice.api.rollout import (
     RolloutStatus,
     SlotStatus,
 )
-from sluice.engine import hooks
+from sluice.engine import hooks, rollback
 from sluice.engine import replicas as rep
 from sluice.engine.gates import LIVE, PASS, Gate, alert_gate, alert_run_prefix, gate, run_name
 from sluice.engine.hashing import template_hash
@@ -179,6 +179,7 @@ class _Decider:
         self.s.pause_start_time = None
         self.s.step_start_time = None
         self.s.acknowledged_runs = []
+        self.s.gradual_rollback = None
 
     # ------------------------------------------------------------ actions (annotation)
 
@@ -225,6 +226,10 @@ class _Decider:
                 self._event("Retried", f"retrying canary {s.canary_revision} from step 0")
             else:
                 self._event("ActionIgnored", "retry: nothing was aborted", warning=True)
+        elif action == "rollback-gradually" or (
+            s.gradual_rollback and action.startswith("promote")
+        ):
+            rollback.start(self, action)
         elif not running and s.post_promotion_run and action in ("promote", "promote-full"):
             self._acknowledge_held_runs(s.stable_revision)
             self._event("Promoted", f"{action}: post-promotion analysis accepted by annotation")
@@ -367,6 +372,7 @@ class _Decider:
         )
         self.s.canary_weight = 0
         self.s.pause_start_time = None
+        self.s.gradual_rollback = None  # an abort ends a walk back: 0 at once
         self.wanted_plan = None  # what the step asked of the routers is off
         self.waiting_for = ""
         self.wanted_runs.clear()  # an aborted canary's analysis ends with it, now
@@ -436,6 +442,9 @@ class _Decider:
         ready = self._ready(self.canary_slot, self.revision)
         index: int = s.current_step_index or 0
         if self._analysis_aborts(index):
+            return
+        if s.gradual_rollback is not None:
+            rollback.walk(self, paused)  # guarded by the analysis above, like the steps
             return
         paused = paused or self.held is not None
         if index == 0 and not hooks.allow_start(self):
