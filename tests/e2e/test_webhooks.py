@@ -119,7 +119,7 @@ def paused_by(cluster: Cluster, reason: str, timeout: float = 30) -> dict[str, A
 def test_confirm_rollout_holds_until_allowed_then_rollout_and_promotion_gates(
     cluster: Cluster, fast_operator: Operator, gates: Gates
 ) -> None:
-    gates.answers.update({"/confirm": 403, "/load": 200, "/promote": 200})
+    gates.answers.update({"/confirm": 403, "/load": 200, "/promote": 200, "/done": 200})
     healthy_then_v2(
         cluster,
         [
@@ -131,6 +131,7 @@ def test_confirm_rollout_holds_until_allowed_then_rollout_and_promotion_gates(
                 "metadata": {"test": "smoke"},
             },
             {"name": "promote", "type": "confirm-promotion", "url": f"{gates.url}/promote"},
+            {"name": "done", "type": "post-rollout", "url": f"{gates.url}/done"},
         ],
     )
     st = paused_by(cluster, "WebhookDenied")
@@ -158,6 +159,10 @@ def test_confirm_rollout_holds_until_allowed_then_rollout_and_promotion_gates(
     assert len(gates.called("/promote")) == 1
     reasons = cluster.reasons()
     assert reasons.count("WebhookAllowed") == 3 and "Completed" in reasons
+    wait_for("post-rollout told", lambda: len(gates.called("/done")) == 1)
+    told = gates.called("/done")[0]
+    assert told["type"] == "post-rollout" and told["reason"] == "Completed"
+    assert "promoted to stable" in told["message"]
 
 
 @pytest.mark.parametrize("answer", ["slow", "hang", "refused", "deny"])
@@ -205,7 +210,11 @@ def test_rollout_webhook_failing_beyond_its_limit_aborts(
     cluster: Cluster, fast_operator: Operator, gates: Gates
 ) -> None:
     gates.answers["/load"] = 503
-    hooks = [{"name": "load", "type": "rollout", "url": f"{gates.url}/load", "failureLimit": 1}]
+    gates.answers["/told"] = 500  # a notification hook is retried; its answer changes nothing
+    hooks = [
+        {"name": "load", "type": "rollout", "url": f"{gates.url}/load", "failureLimit": 1},
+        {"name": "told", "type": "rollback", "url": f"{gates.url}/told"},
+    ]
     healthy_then_v2(cluster, hooks)
     wait_for(
         "aborted", lambda: (cluster.status().get("abort") or {}).get("reason") == "WebhookFailed"
@@ -215,3 +224,7 @@ def test_rollout_webhook_failing_beyond_its_limit_aborts(
     assert "webhook load (rollout at step 0) failed 2 times in a row: HTTP 503" in st["message"]
     assert len(gates.called("/load")) == 2
     wait_for("stable back at 2", lambda: cluster.replicas("web-a") == (2, 2))
+    wait_for("rollback told, then retried", lambda: len(gates.called("/told")) >= 2, timeout=15)
+    told = gates.called("/told")[0]
+    assert told["type"] == "rollback" and told["reason"] == "Aborted"
+    assert "WebhookFailed" in told["message"]

@@ -766,6 +766,7 @@ class Controller:
                 return  # posted by this decision before (a kill or a conflict): told once
             # an Event lost is not worth a retry of the transition
             log.warning("event not posted", reason=note.reason, error=str(exc.reason))
+        self.hooks.tell(body, note.reason, note.message)  # post-rollout, rollback webhooks
         if self.on_event is not None:
             self.on_event(body, note, now)  # must not block: it only queues
 

@@ -29,6 +29,8 @@ Key = tuple[str, str]
 CHECK_INTERVAL = 10.0  # seconds between two calls of a gate that did not allow
 CONCURRENCY = 16
 ANSWER_TEXT = 200  # characters of an answer's body kept in the status
+TOLD = {"Completed": "post-rollout", "Aborted": "rollback", "RolledBack": "rollback"}
+TELL_ATTEMPTS = 4  # a notification hook is retried with backoff; its answer changes nothing
 
 
 def _utcnow() -> datetime:
@@ -107,6 +109,41 @@ class HookCaller:
         )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def tell(self, rollout: Body, reason: str, message: str) -> None:
+        """After a promotion or an abort: POST to the post-rollout or rollback webhooks."""
+        type_ = TOLD.get(reason)
+        if type_ is None:
+            return
+        try:
+            spec = RolloutSpec.model_validate(rollout.get("spec") or {})
+        except ValueError:
+            return
+        key: Key = (rollout["metadata"]["namespace"], rollout["metadata"]["name"])
+        for hook in (h for h in spec.strategy.canary.webhooks if h.type == type_):
+            act = AskHook(f"{type_}/{hook.name}", hook.name, type_)
+            body = {**request_body(rollout, act, hook.metadata), "reason": reason}
+            body["message"] = message
+            task = asyncio.create_task(
+                self._tell(key, hook.name, hook.url, hook.seconds(), body), name=f"tell-{hook.name}"
+            )
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _tell(self, key: Key, name: str, url: str, timeout: float, body: Body) -> None:
+        message = ""
+        for attempt in range(TELL_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(min(2.0**attempt, 30.0))
+            async with self.slots:
+                ok, message = await call(self._session(), url, timeout, body)
+            M.API_CALLS.labels("webhook").inc()
+            if ok:
+                log.info("webhook told", namespace=key[0], rollout=key[1], webhook=name)
+                return
+        log.warning(
+            "webhook not told", namespace=key[0], rollout=key[1], webhook=name, answer=message
+        )
 
     async def stop(self) -> None:
         for task in self.tasks:
