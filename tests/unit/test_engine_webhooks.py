@@ -144,3 +144,22 @@ def test_duplicate_names_and_other_schemes_are_invalid() -> None:
     spec["strategy"]["canary"]["webhooks"] = [{**hook("b", "rollout"), "url": "file:///etc"}]
     d.step(0, spec=spec)
     assert "spec.strategy.canary.webhooks[0].url" in d.status.message
+
+
+def test_the_simulator_refuses_gates_it_cannot_ask(tmp_path: Any) -> None:
+    import pytest
+    import yaml
+
+    from sluice.engine.validate import InvalidSpec
+    from sluice.sim.load import load
+
+    spec = make_spec(STEPS)
+    spec["strategy"]["canary"]["webhooks"] = [hook("ok", "confirm-rollout")]
+    path = tmp_path / "r.yaml"
+    doc = {"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"}}
+    path.write_text(yaml.safe_dump({**doc, "spec": spec}))
+    with pytest.raises(InvalidSpec, match="does not call webhook gates"):
+        load(path)
+    spec["strategy"]["canary"]["webhooks"] = [hook("told", "post-rollout")]
+    path.write_text(yaml.safe_dump({**doc, "spec": spec}))
+    assert load(path).spec.strategy.canary.webhooks[0].name == "told"
