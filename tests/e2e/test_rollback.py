@@ -101,9 +101,9 @@ def test_a_gradual_rollback_walks_down_with_pauses_to_zero(
     stop = threading.Event()
     thread = walking(cluster, seen, stop)
     try:
+        started = time.monotonic()  # before the request: the walk may begin while it exits
         out = plugin(cluster, "rollback-gradually", "web")
         assert out.returncode == 0, out.stderr
-        started = time.monotonic()
         wait_for(
             "walked to 0",
             lambda: (cluster.status().get("abort") or {}).get("reason") == "GradualRollback",
