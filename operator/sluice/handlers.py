@@ -39,6 +39,7 @@ class Options:
     port: int = 8080
     workers: int = 8
     api_limit: int = 8  # Kubernetes calls in flight from the reconcilers
+    webhook_interval: float = 10.0  # between two calls of a gate that did not allow
     kubeconfig: str | None = None
     alert_token_secret: str | None = None  # NAMESPACE/NAME[/KEY] of the webhook's bearer token
     leader: LeaderOptions | None = None  # None: act at once (one replica)
@@ -89,6 +90,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     STATE["runner"] = await server.serve(application, OPTIONS.host, OPTIONS.port)
     await _lead(kube)
     controller = Controller(kube, workers=OPTIONS.workers, instance=OPTIONS.instance)
+    controller.hooks.interval = OPTIONS.webhook_interval
     executor = AnalysisExecutor(
         kube,
         controller.run_lookup,
@@ -180,6 +182,7 @@ def watch_selectors(instance: str | None) -> dict[tuple[str, str, str], str]:
     return {
         (GROUP, VERSION, "rollouts"): shard,
         ("apps", "v1", "deployments"): L.ROLLOUT,
+        ("batch", "v1", "jobs"): L.ROLLOUT,  # a job step's Jobs
         (GROUP, VERSION, "analysisruns"): L.ROLLOUT,
     }
 
@@ -232,6 +235,14 @@ async def service_event(**kwargs: Any) -> None:
     if _counted("Service", _labelled(body)):
         controller.child_event(event.get("type"), body)
     controller.object_event(event.get("type"), body)  # kept only if a Rollout names it
+
+
+@kopf.on.event("batch", "v1", "jobs")
+async def job_event(**kwargs: Any) -> None:
+    event = kwargs["event"]
+    controller = _controller()
+    if _counted("Job", _labelled(event["object"])) and controller is not None:
+        controller.child_event(event.get("type"), {**event["object"], "kind": "Job"})
 
 
 @kopf.on.event(GROUP, VERSION, "analysisruns")

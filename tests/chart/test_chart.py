@@ -36,6 +36,7 @@ WORKLOAD_RULES = {
     ("sluice.dev", "analysistemplates"): {"get"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "events"): {"create"},
     ("", "configmaps"): {"get"},
     ("", "secrets"): {"get"},

@@ -9,6 +9,7 @@ which Git owns: an abort and a retry leave it and `metadata.generation` unchange
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -66,4 +67,35 @@ def test_a_rollout_with_analysis_abort_retry_and_alert_as_the_chart_identity(
         assert denied == [], "\n".join(denied[:5])
     finally:
         s.close()
+        identity.close()
+
+
+def test_job_gates_and_webhooks_as_the_chart_identity(cluster: Cluster, tmp_path: Path) -> None:
+    """A Job step (created, watched, pruned after promotion) and a webhook gate, with the
+    chart's rules only: no 403 in the operator's log."""
+    from tests.e2e.test_job_gate import apply, jobs
+    from tests.e2e.test_webhooks import Gates
+
+    identity = ChartIdentity(cluster, tmp_path, {})
+    kubeconfig = identity.install()
+    op = Operator(kubeconfig, cluster.namespace, tmp_path / "operator.log")
+    op.args = identity.deployment_args()
+    gates = Gates()
+    gates.answers["/ok"] = 200
+    try:
+        op.start()
+        apply(cluster, "Succeeded")
+        wait_for("past the job step", lambda: cluster.status().get("currentStepIndex") == 2)
+        hooks = [{"name": "ok", "type": "confirm-promotion", "url": f"{gates.url}/ok"}]
+        patch = {"spec": {"strategy": {"canary": {"webhooks": hooks}}}}
+        cluster.kubectl("patch", "rollout", "web", "--type", "merge", "-p", json.dumps(patch))
+        cluster.action("promote")
+        wait_for("Healthy on v2", lambda: cluster.status().get("stableSlot") == "b", timeout=60)
+        assert gates.called("/ok")
+        wait_for("the Job cleaned up", lambda: jobs(cluster) == [], timeout=30)
+        denied = [line for line in op.log.read_text().splitlines() if "orbidden" in line]
+        assert denied == [], "\n".join(denied[:5])
+    finally:
+        op.stop()
+        gates.server.shutdown()
         identity.close()

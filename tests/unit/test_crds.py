@@ -52,7 +52,7 @@ def test_schema_is_structural_enough_for_the_api_server() -> None:
     step = steps["properties"]["canary"]["properties"]["steps"]["items"]
     kinds = [
         {"required": [kind]}
-        for kind in ("setWeight", "pause", "analysis", "setCanaryScale", "setHeaderRoute")
+        for kind in ("setWeight", "pause", "analysis", "setCanaryScale", "setHeaderRoute", "job")
     ]
     assert step["oneOf"] == kinds
     assert step["properties"]["setWeight"]["maximum"] == 100

@@ -80,6 +80,10 @@ handlers.py and the routers). Shared by the ClusterRole and the per-namespace Ro
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch]
+# Job gates: a step's Job is created, read back after a kill (get), pruned (delete).
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, delete]
 # Sluice posts its own Events (kopf's posting is off).
 - apiGroups: [""]
   resources: [events]

@@ -15,12 +15,23 @@ from sluice.api.analysis import BackgroundAnalysis, RolloutAnalysis
 from sluice.api.base import Model
 from sluice.api.bluegreen import BlueGreenStrategy
 from sluice.api.duration import parse_duration
+from sluice.api.jobs import JobStep
+from sluice.api.rollback import GradualRollback, RollbackProgress
 from sluice.api.traffic import PRESERVE, SetCanaryScale, SetHeaderRoute, TrafficRouting
+from sluice.api.webhooks import MAX_WEBHOOKS, GateRecord, Webhook
 
 GROUP = "sluice.dev"
 VERSION = "v1alpha1"
 ACTION_ANNOTATION = f"{GROUP}/action"
-ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume")
+ACTIONS = (
+    "promote",
+    "promote-full",
+    "abort",
+    "retry",
+    "pause",
+    "resume",
+    "rollback-gradually",
+)
 MAX_SECONDS = 30 * 24 * 3600  # bound of every duration: a date past it overflows nothing
 MAX_STEPS = 100
 
@@ -65,6 +76,7 @@ class CanaryStep(Model):
                 {"required": ["analysis"]},
                 {"required": ["setCanaryScale"]},
                 {"required": ["setHeaderRoute"]},
+                {"required": ["job"]},
             ],
             **PRESERVE,
         }
@@ -107,6 +119,11 @@ class CanaryStep(Model):
         default=None,
         description="Route requests matching a header or cookie to the canary whatever the "
         "weight, until the rollout ends (needs trafficRouting and managedRoutes).",
+    )
+    job: JobStep | None = Field(
+        default=None,
+        description="Run a Job (a smoke test) and wait for it: success moves on, failure or "
+        "its timeout aborts. One Job per canary attempt and step, owned by the Rollout.",
     )
 
 
@@ -164,6 +181,17 @@ class CanaryStrategy(Model):
         default=None,
         description="Set the weight in an ingress controller or mesh; the canary is then sized "
         "to its weight (or setCanaryScale). Omitted: the weight is the share of pods.",
+    )
+    gradual_rollback: GradualRollback | None = Field(
+        default=None,
+        description="The walk back of sluice.dev/action: rollback-gradually (an abort stays "
+        "instant); an analysis failure during it goes to 0 at once.",
+    )
+    webhooks: list[Webhook] = Field(
+        default_factory=list,
+        max_length=MAX_WEBHOOKS,
+        description="HTTP calls the rollout waits on (confirm-rollout, pre-rollout, rollout, "
+        "confirm-promotion) or tells (post-rollout, rollback), in this order per type.",
     )
 
 
@@ -427,6 +455,13 @@ class RolloutStatus(Model):
     consumed_action: str | None = Field(
         default=None,
         description="The action annotation applied last, until it is removed from the object.",
+    )
+    gradual_rollback: RollbackProgress | None = Field(
+        default=None, description="Set while the canary's weight is walked back down."
+    )
+    webhook_gates: list[GateRecord] = Field(
+        default_factory=list,
+        description="The webhook gates of the current canary attempt and their last answers.",
     )
     conditions: list[Condition] = Field(default_factory=list, description="Standard conditions.")
 

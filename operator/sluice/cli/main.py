@@ -20,6 +20,7 @@ ACTIONS = {
     "retry": "retry",
     "pause": "pause",
     "resume": "resume",
+    "rollback-gradually": "rollback-gradually",
 }
 HEAVY = ("simulate", "replay")  # their parsers live beside their (heavy) code
 EXIT_ERROR = 3  # usage and cluster errors; 0/1/2 are verdicts (status, lint, simulate)
@@ -45,6 +46,7 @@ def _run(args: argparse.Namespace) -> int:
     handlers.OPTIONS.port = args.port
     handlers.OPTIONS.workers = args.workers
     handlers.OPTIONS.api_limit = args.api_limit
+    handlers.OPTIONS.webhook_interval = args.webhook_interval
     handlers.OPTIONS.kubeconfig = args.kubeconfig
     handlers.OPTIONS.alert_token_secret = args.alert_token_secret
     handlers.OPTIONS.instance = args.instance
@@ -179,6 +181,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8080, help="port for /healthz, /readyz, /metrics")
     run.add_argument("--workers", type=int, default=8, help="Rollouts reconciled at once")
     run.add_argument("--api-limit", type=int, default=8, help="Kubernetes API calls in flight")
+    run.add_argument(
+        "--webhook-interval",
+        type=float,
+        default=10.0,
+        help="seconds between two calls of a webhook gate that did not allow",
+    )
     run.add_argument(
         "--alert-token-secret",
         metavar="NAMESPACE/NAME[/KEY]",

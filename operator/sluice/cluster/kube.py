@@ -48,6 +48,7 @@ class Kube:
         self.pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="kube")
         self.apps = kubernetes.client.AppsV1Api(client)
         self.core = kubernetes.client.CoreV1Api(client)
+        self.batch = kubernetes.client.BatchV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.in_flight = 0
         # Raises when this replica may not act (leader election); checked on the thread
@@ -162,7 +163,7 @@ class Kube:
                         label_selector=selector,
                     )
             else:
-                api = self.apps if kind == "deployments" else self.core
+                api = {"deployments": self.apps, "jobs": self.batch}.get(kind, self.core)
                 if ns is None:
                     fn = getattr(api, f"list_{_singular(kind)}_for_all_namespaces")
                     data = await self.raw(fn, label_selector=selector)
@@ -173,6 +174,15 @@ class Kube:
                 item["kind"] = _KINDS[kind]
                 items.append(item)
         return items
+
+    async def create_job(self, body: Body) -> Body:
+        return await self.raw(self.batch.create_namespaced_job, body["metadata"]["namespace"], body)
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """With its pods (Background: the garbage collector removes them)."""
+        await self.call(
+            self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+        )
 
     async def create_deployment(self, body: Body) -> Body:
         return await self.raw(
@@ -302,11 +312,16 @@ class Kube:
         self.client.close()
 
 
-_KINDS = {"deployments": "Deployment", "services": "Service", "analysisruns": "AnalysisRun"}
+_KINDS = {
+    "deployments": "Deployment",
+    "services": "Service",
+    "analysisruns": "AnalysisRun",
+    "jobs": "Job",
+}
 
 
 def _singular(kind: str) -> str:
-    return {"deployments": "deployment", "services": "service"}[kind]
+    return {"deployments": "deployment", "services": "service", "jobs": "job"}[kind]
 
 
 def _patch_type(patch: Body | list[Body]) -> str:

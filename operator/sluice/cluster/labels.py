@@ -13,3 +13,5 @@ BASELINE = f"{GROUP}/baseline"  # "true" on a baseline Deployment's pods; on a c
 # Deployment "wanted" when a judge metric of its analyses compares with a baseline Deployment
 BASELINE_OF = f"{GROUP}/baseline-of"  # a baseline pod's Rollout (not ROLLOUT: no Service)
 TRAFFIC = f"{GROUP}/traffic"  # on the root Service: the TrafficTarget last applied
+ATTEMPT = f"{GROUP}/attempt"  # on a Job gate: the canary attempt it runs for
+STEP = f"{GROUP}/step"  # on a Job gate: the step index

@@ -6,7 +6,15 @@ import dataclasses
 from typing import Any
 
 from sluice.cluster import labels as L
-from sluice.engine.types import SLOTS, Observed, RunObserved, Slot, SlotObserved, TrafficObserved
+from sluice.engine.types import (
+    SLOTS,
+    JobObserved,
+    Observed,
+    RunObserved,
+    Slot,
+    SlotObserved,
+    TrafficObserved,
+)
 
 Body = dict[str, Any]
 
@@ -82,6 +90,11 @@ def observe(
         for name, body in children.items()
         if name.startswith("AnalysisRun/")
     }
+    jobs = {
+        body["metadata"]["name"]: job_observed(body)
+        for name, body in children.items()
+        if name.startswith("Job/")
+    }
     return Observed(
         slots=slots,
         traffic=traffic,
@@ -89,6 +102,31 @@ def observe(
         runs=runs,
         baseline=slot_observed(children.get(f"Deployment/{name}-baseline")),
         baseline_wanted=wanted,
+        jobs=jobs,
+    )
+
+
+def job_observed(body: Body) -> JobObserved:
+    """Succeeded or Failed once the Job controller says so (its conditions), else Running."""
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    labels = meta.get("labels") or {}
+    attempt = str(labels.get(L.ATTEMPT, ""))
+    phase, message = "Running", ""
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            phase, message = "Succeeded", "complete"
+        elif condition.get("type") == "Failed":
+            phase = "Failed"
+            message = f"{condition.get('reason', '')}: {condition.get('message', '')}".strip(": ")
+    if meta.get("deletionTimestamp") and phase == "Running":
+        phase = "Terminating"
+    return JobObserved(
+        phase=phase,
+        message=message[:500],
+        revision=str(labels.get(L.REVISION, "")),
+        attempt=int(attempt) if attempt.isdigit() else None,
     )
 
 

@@ -29,10 +29,12 @@ from sluice.cluster.analysis_runs import (
     merge,
 )
 from sluice.cluster.events import event_body, event_name, transition_key
+from sluice.cluster.jobs import job_manifest
 from sluice.cluster.kube import Kube
 from sluice.cluster.observe import observe
 from sluice.cluster.wire import strip_empty
 from sluice.controller.cache import Body, Cache, Key
+from sluice.controller.webhooks import HookCaller
 from sluice.controller.workloads import Workloads
 from sluice.controller.workqueue import WorkQueue
 from sluice.engine import (
@@ -52,6 +54,9 @@ from sluice.engine.gates import alert_run_prefix
 from sluice.engine.hashing import template_hash
 from sluice.engine.timefmt import fmt
 from sluice.engine.types import (
+    AskHook,
+    CreateJob,
+    DeleteJob,
     RemoveBaseline,
     ScaleWorkload,
     SetBaseline,
@@ -126,6 +131,7 @@ class Controller:
         self.on_event: Callable[[Body, Any, datetime], None] | None = None  # notify, metrics
         self.tasks: list[asyncio.Task[None]] = []
         self.started = False
+        self.hooks = HookCaller(self.queue.add, self.queue.add_after, clock=clock)
 
     # ------------------------------------------------------------ watch events
 
@@ -150,6 +156,7 @@ class Controller:
             self.traffic_problems.pop(key, None)
             self.claim_problems.pop(key, None)
             self.conflicts.pop(key, None)
+            self.hooks.forget(key)
             for other in self._claim(key, set()):
                 self.queue.add(other)  # the route it held is free now
             M.forget_rollout(*key)
@@ -183,7 +190,7 @@ class Controller:
 
     async def warm(self, namespaces: list[str] | None) -> None:
         """Fill the children cache before the first decision, so none is taken blind."""
-        for kind in ("deployments", "services", "analysisruns"):
+        for kind in ("deployments", "services", "analysisruns", "jobs"):
             try:
                 bodies = await self.kube.list_children(kind, namespaces)
             except ApiException as exc:
@@ -213,6 +220,7 @@ class Controller:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.hooks.stop()
         self.started = False
 
     async def _worker(self) -> None:
@@ -324,6 +332,7 @@ class Controller:
         seen = observe(meta["name"], bucket, traffic, rejected, revision, template)
         if workload is not None:
             seen = dataclasses.replace(seen, workload=workload)
+        seen = dataclasses.replace(seen, hooks=self.hooks.observed(key, status.attempt))
         decision = decide(inp, seen, now)
         bound = log.bind(
             namespace=key[0],
@@ -332,6 +341,9 @@ class Controller:
             revision=decision.status.canary_revision or decision.status.stable_revision,
         )
         for act in decision.actions:
+            if isinstance(act, AskHook) and spec is not None:
+                self.hooks.ask(key, body, spec, act)  # off the reconcile path, once per interval
+                continue
             if ctx is None or routers is None or isinstance(act, RemoveAction):
                 continue
             bound.info("apply", action=type(act).__name__, **_fields(act))
@@ -504,6 +516,15 @@ class Controller:
                 await self.workloads.scale(namespace, act.name, act.replicas)
             elif isinstance(act, SetBaseline | RemoveBaseline):
                 await self._baseline(ctx, act)
+            elif isinstance(act, CreateJob):
+                await self._create_job(ctx, act)
+            elif isinstance(act, DeleteJob):
+                M.API_CALLS.labels("delete_job").inc()
+                with contextlib.suppress(ApiException):  # already gone is fine
+                    await self.kube.delete_job(namespace, act.name)
+                gone = ctx.children.get(f"Job/{act.name}")
+                if gone is not None:
+                    self.cache.put_child(gone, deleted=True)
         except ApiException as exc:
             message = _api_message(exc)
             if isinstance(act, DeploySlot) and _refused_template(exc, message):
@@ -597,6 +618,31 @@ class Controller:
         self.cache.put_child({**written, "kind": "AnalysisRun"})
         if self.on_run_created is not None:
             self.on_run_created(written)
+
+    async def _create_job(self, ctx: RouteContext, act: CreateJob) -> None:
+        assert ctx.spec is not None
+        body = job_manifest(ctx.rollout, ctx.spec, act)
+        M.API_CALLS.labels("create_job").inc()
+        try:
+            written = await self.kube.create_job(body)
+        except ApiException as exc:
+            if exc.status == 409:  # made before a kill, not in the cache yet: never twice
+                written = await self.kube.raw(
+                    self.kube.batch.read_namespaced_job, act.name, ctx.namespace
+                )
+                if not _owned(written, ctx.rollout["metadata"]["uid"]):
+                    raise Rejected(
+                        f"child:Job/{act.name}",
+                        f"Job {act.name} exists and is not owned by Rollout {ctx.name}",
+                    ) from exc
+            elif exc.status in (400, 422):
+                raise Rejected(
+                    f"{ctx.name}-{act.revision}-job",
+                    f"spec.strategy.canary.steps[{act.step}].job: {_api_message(exc)}",
+                ) from exc
+            else:
+                raise
+        self.cache.put_child({**written, "kind": "Job"})
 
     async def _check_analyses(self, ctx: RouteContext, revision: str) -> str:
         """Refuse (Rejected) a canary whose analyses cannot run; else whether a judge metric
@@ -857,6 +903,7 @@ class Controller:
                 return  # posted by this decision before (a kill or a conflict): told once
             # an Event lost is not worth a retry of the transition
             log.warning("event not posted", reason=note.reason, error=str(exc.reason))
+        self.hooks.tell(body, note.reason, note.message)  # post-rollout, rollback webhooks
         if self.on_event is not None:
             self.on_event(decided or body, note, now)  # must not block: it only queues
 

@@ -23,11 +23,12 @@ from sluice.api.rollout import (
     RolloutStatus,
     SlotStatus,
 )
-from sluice.engine import bluegreen
+from sluice.engine import bluegreen, hooks, rollback
 from sluice.engine import replicas as rep
 from sluice.engine.baseline import baseline_actions
 from sluice.engine.gates import LIVE, PASS, Gate, alert_gate, alert_run_prefix, gate, run_name
 from sluice.engine.hashing import template_hash
+from sluice.engine.jobs import prune_jobs
 from sluice.engine.steps import Progress, canary_scale, goal_weight, kind_of
 from sluice.engine.timefmt import fmt, fmt_seconds, parse, since
 from sluice.engine.types import (
@@ -153,6 +154,7 @@ class _Decider:
         self._previous()
         self._stop_unwanted_runs()
         self._prune_runs()
+        prune_jobs(self)
         return self._finish()
 
     # ------------------------------------------------------------ helpers
@@ -189,6 +191,7 @@ class _Decider:
         self.s.pause_start_time = None
         self.s.step_start_time = None
         self.s.acknowledged_runs = []
+        self.s.gradual_rollback = None
 
     # ------------------------------------------------------------ actions (annotation)
 
@@ -235,6 +238,10 @@ class _Decider:
                 self._event("Retried", f"retrying canary {s.canary_revision} from step 0")
             else:
                 self._event("ActionIgnored", "retry: nothing was aborted", warning=True)
+        elif action == "rollback-gradually" or (
+            s.gradual_rollback and action.startswith("promote")
+        ):
+            rollback.start(self, action)
         elif not running and s.post_promotion_run and action in ("promote", "promote-full"):
             self._acknowledge_held_runs(s.stable_revision)
             self._event("Promoted", f"{action}: post-promotion analysis accepted by annotation")
@@ -378,6 +385,7 @@ class _Decider:
         )
         self.s.canary_weight = 0
         self.s.pause_start_time = None
+        self.s.gradual_rollback = None  # an abort ends a walk back: 0 at once
         self.wanted_plan = None  # what the step asked of the routers is off
         self.waiting_for = ""
         self.wanted_runs.clear()  # an aborted canary's analysis ends with it, now
@@ -448,20 +456,33 @@ class _Decider:
         index: int = s.current_step_index or 0
         if self._analysis_aborts(index):
             return
+        if s.gradual_rollback is not None:
+            rollback.walk(self, paused)  # guarded by the analysis above, like the steps
+            return
         paused = paused or self.held is not None
+        if index == 0 and not hooks.allow_start(self):
+            self.targets[self.canary_slot] = (0, True)  # no pod before it is allowed
+            self.targets[self.stable_slot] = (replicas, False)
+            return
         for _ in range(len(steps) + 2):
             if index >= len(steps):
-                if ready >= replicas and not paused:
+                confirmed = hooks.allow(self, "confirm-promotion") is Progress.DONE
+                if ready >= replicas and not paused and confirmed:
                     self._promote()
                     self._steady()
                     return
-                self._wait_for_canary(replicas, ready, paused, index)
+                self._wait_for_canary(replicas, ready, paused or not confirmed, index)
                 break
             step = steps[index]
             progress = kind_of(step).advance(self, step, index, paused)
             if progress is Progress.ABORTED:
                 return
             if progress is Progress.WAIT or paused or self.held is not None:
+                break
+            progress = hooks.allow(self, "rollout", index)  # the step counts once they agree
+            if progress is Progress.ABORTED:
+                return
+            if progress is Progress.WAIT:
                 break
             index += 1
             s.current_step_index = index

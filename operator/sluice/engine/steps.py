@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Protocol
 from sluice.api.rollout import CanaryStep, RolloutSpec
 from sluice.api.traffic import SetCanaryScale as CanaryScale
 from sluice.engine.gates import run_name
+from sluice.engine.jobs import job_name
 from sluice.engine.timefmt import fmt, since
+from sluice.engine.types import CreateJob
 
 if TYPE_CHECKING:
     from sluice.engine.decide import _Decider
@@ -183,8 +185,48 @@ class SetHeaderRoute:
         return Progress.DONE
 
 
+class Job:
+    """Runs a Job made from the step's template and waits for it (a smoke test)."""
+
+    field = "job"
+
+    def describe(self, step: CanaryStep) -> str:
+        return "job"
+
+    def check(self, spec: RolloutSpec, index: int, where: str) -> list[str]:
+        job = spec.strategy.canary.steps[index].job
+        assert job is not None
+        policy = ((job.spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
+        if policy not in ("Never", "OnFailure"):
+            return [f"{where}.job.spec.template.spec.restartPolicy: must be Never or OnFailure"]
+        return []
+
+    def advance(self, d: _Decider, step: CanaryStep, index: int, paused: bool) -> Progress:
+        assert step.job is not None
+        s = d.s
+        name = job_name(d.inp.name, d.revision, s.attempt, index)
+        job = d.obs.jobs.get(name)
+        if job is None:
+            d.actions.append(CreateJob(name, index, d.revision, s.attempt))
+        elif job.phase == "Succeeded":
+            return Progress.DONE
+        elif job.phase == "Failed":
+            d._abort("JobFailed", f"job {name} failed: {job.message}")
+            d._aborted()
+            return Progress.ABORTED
+        left = step.job.seconds() - since(s.step_start_time, d.now)
+        if left <= 0:
+            d._abort("JobTimedOut", f"job {name} did not succeed within {step.job.timeout}")
+            d._aborted()
+            return Progress.ABORTED
+        d.waiting_for = f"job {name}"
+        d._due_in(left)
+        return Progress.WAIT
+
+
 KINDS: dict[str, StepKind] = {
-    k.field: k for k in (SetWeight(), Pause(), Analysis(), SetCanaryScale(), SetHeaderRoute())
+    k.field: k
+    for k in (SetWeight(), Pause(), Analysis(), SetCanaryScale(), SetHeaderRoute(), Job())
 }
 FIELD_NAMES = {
     "set_weight": "setWeight",
@@ -192,6 +234,7 @@ FIELD_NAMES = {
     "analysis": "analysis",
     "set_canary_scale": "setCanaryScale",
     "set_header_route": "setHeaderRoute",
+    "job": "job",
 }
 
 

@@ -98,6 +98,8 @@ class Observed:
     workload: WorkloadObserved | None = None  # spec.workloadRef's Deployment
     baseline: SlotObserved = field(default_factory=SlotObserved)  # <rollout>-baseline
     baseline_wanted: bool = False  # the canary's analyses compare with a baseline Deployment
+    hooks: dict[str, HookAnswer] = field(default_factory=dict)  # webhook answers by gate key
+    jobs: dict[str, JobObserved] = field(default_factory=dict)  # Job gates by Job name
 
 
 # ---------------------------------------------------------------- actions
@@ -215,6 +217,59 @@ class RemoveBaseline:
     """Delete the baseline Deployment: the canary it was compared with is gone."""
 
 
+# ---------------------------------------------------------------- webhook gates
+
+
+@dataclass(frozen=True)
+class HookAnswer:
+    """The last answer of a webhook gate (gathered by the controller, not the engine)."""
+
+    ok: bool  # a 2xx answer
+    message: str
+    at: str  # when it came (RFC 3339): a new time is a new answer
+
+
+@dataclass(frozen=True)
+class AskHook:
+    """Let webhook `name` answer for gate `key`; the controller asks at most once per
+    check interval and keeps the answer, so asking again in every decision is cheap."""
+
+    key: str
+    name: str
+    type: str
+    step: int | None = None
+
+
+# ---------------------------------------------------------------- Job gates
+
+
+@dataclass(frozen=True)
+class JobObserved:
+    """A Job Sluice made for a job step, as last seen."""
+
+    phase: str  # Running | Succeeded | Failed
+    message: str = ""
+    revision: str = ""
+    attempt: int | None = None
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    """Run the job step `step` of canary `revision` (the name is fixed: a kill makes none twice)."""
+
+    name: str
+    step: int
+    revision: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class DeleteJob:
+    """A Job no longer needed (an older attempt, a canary that ended), with its pods."""
+
+    name: str
+
+
 Action = (
     DeploySlot
     | ScaleSlot
@@ -226,5 +281,8 @@ Action = (
     | ScaleWorkload
     | SetBaseline
     | RemoveBaseline
+    | AskHook
+    | CreateJob
+    | DeleteJob
 )
 RunAction = CreateRun | TerminateRun | DeleteRun

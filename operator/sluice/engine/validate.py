@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from sluice.api.rollout import ACTION_ANNOTATION, ACTIONS, LabelSelector, RolloutSpec
 from sluice.engine import bluegreen
+from sluice.engine.hooks import check_webhooks
+from sluice.engine.rollback import check_rollback
 from sluice.engine.steps import FIELD_NAMES, kind_of, kinds_of
 from sluice.engine.traffic_checks import check_names, check_traffic
 
@@ -61,6 +63,8 @@ def check_spec(spec: RolloutSpec, name: str | None = None) -> None:
         problems += kind_of(step).check(spec, index, where)
     problems += check_traffic(spec)
     problems += bluegreen.check(spec, name)
+    problems += check_webhooks(spec)
+    problems += check_rollback(spec)
     if name is not None:
         problems += check_names(spec, name)
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sluice.api.analysis import AnalysisTemplate, Metric, RolloutAnalysis
 from sluice.api.judge import JudgeScore
 from sluice.api.rollout import GROUP, VERSION, RolloutSpec
+from sluice.api.webhooks import GATE_TYPES
 from sluice.cluster.analysis_runs import AnalysisInvalid, analysis_for, judge_score_of, merge
 from sluice.engine.validate import InvalidSpec, parse_spec
 
@@ -138,6 +139,17 @@ def load(rollout_path: Path, extra: list[Path] | None = None) -> Loaded:
         spec = parse_spec(raw)
     except InvalidSpec as exc:
         raise InvalidSpec(f"{where}: {exc}") from None
+    gates = [h.name for h in spec.strategy.canary.webhooks if h.type in GATE_TYPES]
+    if gates:  # nothing answers them here; "allowed" would be a guess
+        raise InvalidSpec(
+            f"{where}: spec.strategy.canary.webhooks: {', '.join(gates)}: the simulator does "
+            "not call webhook gates (remove them to simulate the rest)"
+        )
+    jobs = [i for i, step in enumerate(spec.strategy.canary.steps) if step.job is not None]
+    if jobs:
+        raise InvalidSpec(
+            f"{where}: spec.strategy.canary.steps[{jobs[0]}].job: the simulator runs no Jobs"
+        )
     loaded = Loaded(rollout_path, rollout, spec, templates)
     for kind, step, _, _ in loaded.analyses():
         try:
