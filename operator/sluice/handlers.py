@@ -56,8 +56,8 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
     info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
     if info is None:
         return None
-    # Watches: rollouts, deployments, services, runs, and the router kinds (one stream each).
-    streams = (4 + len(ROUTER_KINDS)) * max(1, len(OPTIONS.namespaces))
+    # Watches: rollouts, deployments, services, runs, jobs, and the router kinds (one each).
+    streams = (5 + len(ROUTER_KINDS)) * max(1, len(OPTIONS.namespaces))
     connector = aiohttp.TCPConnector(limit=streams + 4, ssl=info.as_ssl_context())
     session = aiohttp.ClientSession(
         connector=connector, headers=info.as_http_headers(), auth=info.as_aiohttp_basic_auth()
