@@ -97,6 +97,9 @@ class HookCaller:
         if (key, act.key) in self.calling:
             return
         if last is not None and (now - last).total_seconds() < self.interval:
+            # Each reconcile drops the Rollout's earlier wake-up: set it again for when the
+            # gate is due to be asked again (a held gate is asked once per interval).
+            self.wake_after(key, self.interval - (now - last).total_seconds())
             return
         hook = next((h for h in spec.strategy.canary.webhooks if h.name == act.name), None)
         if hook is None:
