@@ -291,6 +291,8 @@ class Controller:
             step=decision.status.current_step_index,
             revision=decision.status.canary_revision or decision.status.stable_revision,
         )
+        if ctx is not None:
+            await self._check_new_canary(ctx, decision)
         for act in decision.actions:
             if ctx is None or routers is None or isinstance(act, RemoveAction):
                 continue
@@ -634,17 +636,24 @@ class Controller:
                 return None
             raise
 
+    async def _check_new_canary(self, ctx: RouteContext, decision: Decision) -> None:
+        """A new canary: every analysis it will need must resolve before any action of the
+        decision is applied. Invalid means nothing is touched (not the stable scaled to the
+        new replicas, nor the canary deployed and then refused at its first analysis). The
+        first revision becomes stable directly: it runs no analysis."""
+        stable = (ctx.rollout.get("status") or {}).get("stableRevision")
+        for act in decision.actions:
+            if not isinstance(act, DeploySlot) or not stable:
+                continue
+            current = ctx.children.get(f"Deployment/{C.deployment_name(ctx.name, act.slot)}")
+            annotations = (current or {}).get("metadata", {}).get("annotations") or {}
+            if act.revision not in (stable, annotations.get(L.REVISION)):
+                await self._check_analyses(ctx, act.revision)
+
     async def _deploy(self, key: Key, ctx: RouteContext, act: DeploySlot) -> None:
         assert ctx.spec is not None
         name = C.deployment_name(ctx.name, act.slot)
         current = ctx.children.get(f"Deployment/{name}")
-        stable = (ctx.rollout.get("status") or {}).get("stableRevision")
-        revision_now = (current or {}).get("metadata", {}).get("annotations", {}).get(L.REVISION)
-        if stable and act.revision not in (stable, revision_now):
-            # A new canary: every analysis it will need must resolve first. Invalid means
-            # nothing is touched, not "deployed, then refused at its first analysis". (The
-            # first revision becomes stable directly: it runs no analysis.)
-            await self._check_analyses(ctx, act.revision)
         if current is None:
             M.API_CALLS.labels("create").inc()
             manifest = C.deployment(ctx.rollout, ctx.spec, act.slot, act.revision, act.replicas, 1)
