@@ -14,7 +14,7 @@ Each hypothesis example is one Rollout (and the AnalysisTemplates it names), cre
   Rollout a bounded number of times, makes a bounded number of reconciles and API calls per
   Rollout, and is quiet once the last Rollouts are settled.
 
-SLUICE_FUZZ_EXAMPLES (rounded up to a multiple of the number of edits; default 220: about four minutes on the 2-core machine),
+SLUICE_FUZZ_EXAMPLES (rounded up to a multiple of the number of edits; default 105: about three minutes on the shared 2-core machine),
 SLUICE_FUZZ_SEED (default 1). A failing case is printed whole (1 MB strings cut), so it
 can be replayed by hand.
 """
@@ -45,7 +45,7 @@ from tests.e2e.conftest import Cluster, Operator, wait_for
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = int(os.environ.get("SLUICE_FUZZ_EXAMPLES", 220))
+EXAMPLES = int(os.environ.get("SLUICE_FUZZ_EXAMPLES", 105))
 SEED = int(os.environ.get("SLUICE_FUZZ_SEED", 1))
 ORDER = sorted(EDITS)
 VERDICT_SECONDS = 20.0
