@@ -15,6 +15,7 @@ references to templates, Secrets and router objects that do not exist.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -57,9 +58,7 @@ def base_spec(app: str, image: str = "nginx:1.27") -> Body:
         "template": {
             "metadata": {"labels": {"app": app}},
             "spec": {
-                "containers": [
-                    {"name": "web", "image": image, "ports": [{"containerPort": 8080}]}
-                ]
+                "containers": [{"name": "web", "image": image, "ports": [{"containerPort": 8080}]}]
             },
         },
         "strategy": {"canary": {"scaleDownDelaySeconds": 0, "steps": [{"setWeight": 50}]}},
@@ -88,7 +87,7 @@ def _container(case: Case) -> Body:
 # ---------------------------------------------------------------- hostile values
 
 HUGE = st.sampled_from([2**31, 2**53, 10**15, 999_999_999])
-NEGATIVE = st.sampled_from([-1, -2**31, -999_999])
+NEGATIVE = st.sampled_from([-1, -(2**31), -999_999])
 OUT_OF_INT64 = st.just(2**64)
 UNICODE = st.text(
     st.characters(blacklist_categories=("Cs",), min_codepoint=0x80), min_size=1, max_size=40
@@ -139,7 +138,7 @@ def weights() -> st.SearchStrategy[Edit]:
             _canary(case)["steps"] = [{"setWeight": v} for v in values]
             if any(v < 0 or v > 100 for v in values):
                 return "invalid", "invalid", ["setWeight"]
-            if any(b < a for a, b in zip(values, values[1:], strict=False)):
+            if any(b < a for a, b in itertools.pairwise(values)):
                 return "invalid", "invalid", ["setWeight"]
             return "valid", "valid", []
 
@@ -153,9 +152,7 @@ def valid_steps() -> st.SearchStrategy[Edit]:
     pause = st.one_of(
         st.just({}),
         st.integers(0, 3600).map(lambda s: {"duration": s}),
-        st.sampled_from(["1s", "30s", "5m", "1h30m", "250ms", "2h"]).map(
-            lambda s: {"duration": s}
-        ),
+        st.sampled_from(["1s", "30s", "5m", "1h30m", "250ms", "2h"]).map(lambda s: {"duration": s}),
     )
 
     def edit(raw: list[tuple[str, Any]]) -> Edit:
@@ -172,7 +169,9 @@ def valid_steps() -> st.SearchStrategy[Edit]:
 
         return apply
 
-    step = st.one_of(st.tuples(st.just("setWeight"), st.integers(0, 40)), st.tuples(st.just("pause"), pause))
+    step = st.one_of(
+        st.tuples(st.just("setWeight"), st.integers(0, 40)), st.tuples(st.just("pause"), pause)
+    )
     return st.lists(step, max_size=12).map(edit)
 
 
@@ -311,7 +310,11 @@ def unknown_fields() -> st.SearchStrategy[Edit]:
     """Argo Rollouts fields Sluice does not do, and junk nested deep: refused by name."""
     where = st.sampled_from(
         [
-            ("strategy.canary", "antiAffinity", {"preferredDuringSchedulingIgnoredDuringExecution": {}}),
+            (
+                "strategy.canary",
+                "antiAffinity",
+                {"preferredDuringSchedulingIgnoredDuringExecution": {}},
+            ),
             ("strategy.canary", "canaryMetadata", {"labels": {"role": "canary"}}),
             ("strategy", "blueGreen", {"activeService": "x"}),
             ("strategy.canary", "junk", "NESTED"),
@@ -380,9 +383,15 @@ def header_routes() -> st.SearchStrategy[Edit]:
 
         def apply(case: Case) -> tuple[Verdict, Verdict, list[str]]:
             canary = _canary(case)
-            canary["trafficRouting"] = {**copy.deepcopy(router), "managedRoutes": [{"name": "beta"}]}
+            canary["trafficRouting"] = {
+                **copy.deepcopy(router),
+                "managedRoutes": [{"name": "beta"}],
+            }
             match = [{"headerName": "X-Group", "headerValue": {"regex": regex}}]
-            canary["steps"] = [{"setHeaderRoute": {"name": "beta", "match": match}}, {"setWeight": 10}]
+            canary["steps"] = [
+                {"setHeaderRoute": {"name": "beta", "match": match}},
+                {"setWeight": 10},
+            ]
             if regex in NOT_RE2:
                 return "invalid", "invalid", ["regex", "steps[0].setHeaderRoute"]
             return "valid", "valid", []
@@ -464,9 +473,7 @@ def missing_references() -> st.SearchStrategy[Edit]:
                 return "valid", "invalid", ["no-such-cluster-template"]
             # A Secret that does not exist: the measurement errors, counted by its limits.
             arg = {"name": "tok", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}
-            case.templates.append(
-                template("sec", [metric("m", 'up{t="{{args.tok}}"}')], [arg])
-            )
+            case.templates.append(template("sec", [metric("m", 'up{t="{{args.tok}}"}')], [arg]))
             canary["analysis"] = {"templates": [{"templateName": "sec"}]}
             return "valid", "either", ["args", "nope"]
 
@@ -489,7 +496,7 @@ def hostile_templates() -> st.SearchStrategy[Edit]:
             ({"count": 2**40}, "invalid", ["count"]),
             ({"failureLimit": -1}, "invalid", ["failureLimit"]),
             ({"query_": "é" * 300_000}, "either", ["query"]),
-            ({"query_": "up{a=\"{{args.missing}}\"}"}, "invalid", ["args.missing"]),
+            ({"query_": 'up{a="{{args.missing}}"}'}, "invalid", ["args.missing"]),
             ({"nested": 60}, "either", ["extra"]),
             ({"name": "m", "dup": True}, "invalid", ["repeat"]),
             ({"address_": "file:///etc/passwd"}, "invalid", ["address"]),
@@ -537,7 +544,10 @@ def valid_analysis() -> st.SearchStrategy[Edit]:
         inline, metrics_count = pair
 
         def apply(case: Case) -> tuple[Verdict, Verdict, list[str]]:
-            ms = [metric(f"m{i}", f'up{{job="j{i}"}}', onProviderError="pause") for i in range(metrics_count)]
+            ms = [
+                metric(f"m{i}", f'up{{job="j{i}"}}', onProviderError="pause")
+                for i in range(metrics_count)
+            ]
             if inline:
                 _canary(case)["analysis"] = {"metrics": ms}
             else:
@@ -620,8 +630,10 @@ def cases(draw: st.DrawFn, primary: str | None = None) -> Case:
     """About half valid-looking (every edit valid), half hostile (any edits). `primary`, if
     given, is the first edit (the test goes round all of them, so each is exercised)."""
     mode: Mode = draw(st.sampled_from(["fresh", "update"]))
-    hostile = draw(st.booleans()) if primary is None else primary not in CAN_BE_VALID or draw(
-        st.booleans()
+    hostile = (
+        draw(st.booleans())
+        if primary is None
+        else primary not in CAN_BE_VALID or draw(st.booleans())
     )
     pool = sorted(EDITS) if hostile else CAN_BE_VALID
     # Mostly one edit (a second may hide the first behind an earlier refusal).

@@ -14,7 +14,8 @@ Each hypothesis example is one Rollout (and the AnalysisTemplates it names), cre
   Rollout a bounded number of times, makes a bounded number of reconciles and API calls per
   Rollout, and is quiet once the last Rollouts are settled.
 
-SLUICE_FUZZ_EXAMPLES (rounded up to a multiple of the number of edits; default 105: about three minutes on the shared 2-core machine),
+SLUICE_FUZZ_EXAMPLES (rounded up to a multiple of the number of edits; default 105: about
+three minutes on the shared 2-core machine),
 SLUICE_FUZZ_SEED (default 1). A failing case is printed whole (1 MB strings cut), so it
 can be replayed by hand.
 """
@@ -183,8 +184,10 @@ class Fuzz:
         current = self._get(name)
         assert current is not None
         containers = (spec.get("template", {}).get("spec") or {}).get("containers") or []
-        if containers and isinstance(containers[0], dict) and containers[0].get("image") == (
-            "nginx:1.27"
+        if (
+            containers
+            and isinstance(containers[0], dict)
+            and containers[0].get("image") == ("nginx:1.27")
         ):
             containers[0]["image"] = "nginx:1.28"  # a new template: a canary
         current["spec"] = spec
@@ -227,9 +230,7 @@ class Fuzz:
                 return None
             return body
 
-        found: Body = wait_for(
-            f"a verdict on {name}", given, timeout=VERDICT_SECONDS, every=0.05
-        )
+        found: Body = wait_for(f"a verdict on {name}", given, timeout=VERDICT_SECONDS, every=0.05)
         return found
 
     @dataclass
@@ -352,9 +353,7 @@ def scrape(operator: Operator) -> tuple[dict[float, float], float, float, float]
     )
     failed = sum(
         float(x)
-        for x in re.findall(
-            r'^sluice_reconcile_total\{result="error"\} ([0-9.e+]+)$', text, re.M
-        )
+        for x in re.findall(r'^sluice_reconcile_total\{result="error"\} ([0-9.e+]+)$', text, re.M)
     )
     calls = sum(
         float(x) for x in re.findall(r"^sluice_api_calls_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)

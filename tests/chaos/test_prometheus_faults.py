@@ -167,7 +167,9 @@ def bench(cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest) -> I
 
 def held(seen: Seen) -> bool:
     conditions = (seen.body.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Paused" and c.get("reason") == "AnalysisProviderDown" for c in conditions)
+    return any(
+        c["type"] == "Paused" and c.get("reason") == "AnalysisProviderDown" for c in conditions
+    )
 
 
 def status_of(seen: Seen) -> Body:
@@ -273,8 +275,10 @@ def test_a_slow_prometheus_times_out_as_errors_abort_or_hold_never_success(
         assert st["canaryWeight"] == 0
         wait_for(
             "slow-pause held",
-            lambda: bench.cluster.condition("Paused", "slow-pause").get("reason")
-            == "AnalysisProviderDown",
+            lambda: (
+                bench.cluster.condition("Paused", "slow-pause").get("reason")
+                == "AnalysisProviderDown"
+            ),
             timeout=60,
         )
         held_after = time.monotonic() - slowed

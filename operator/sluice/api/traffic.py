@@ -44,7 +44,7 @@ class StringMatch(Model):
     def _one(self) -> StringMatch:
         _exactly_one(self, ("exact", "prefix", "regex"), "headerValue")
         problem = None if self.regex is None else re2_problem(self.regex)
-        if problem:
+        if self.regex is not None and problem:
             raise ValueError(f"regex {self.regex[:80]!r}: {problem}")
         return self
 
