@@ -322,3 +322,44 @@ def test_argo_rollouts_fields_sluice_does_not_do_are_refused_by_name() -> None:
         }
         with pytest.raises(InvalidSpec, match=rf"{field}[^;]*not supported by Sluice"):
             parse_spec(raw)
+
+
+def _header_route(regex: str) -> dict[str, Any]:
+    spec = make_spec(steps=[{"setWeight": 10}])
+    spec["strategy"]["canary"]["trafficRouting"] = {
+        "istio": {"virtualService": {"name": "vs", "routes": ["primary"]}},
+        "managedRoutes": [{"name": "beta"}],
+    }
+    match = [{"headerName": "X-Group", "headerValue": {"regex": regex}}]
+    spec["strategy"]["canary"]["steps"].insert(
+        0, {"setHeaderRoute": {"name": "beta", "match": match}}
+    )
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("regex", "why"),
+    [
+        ("(a)\\1", "backreference"),
+        ("(?P<g>a)(?P=g)", "backreference"),
+        ("(?=beta)beta", "lookahead"),
+        ("x|(?<!y)z", "lookbehind"),
+        ("a++", "possessive"),
+        ("(?>a)", "atomic group"),
+        ("(", "not a regular expression"),
+        ("[z-a]", "not a regular expression"),
+    ],
+)
+def test_a_header_regex_the_routers_cannot_run_is_refused_by_name(regex: str, why: str) -> None:
+    """Found by the fuzzed-spec chaos test: these were written to the router objects."""
+    with pytest.raises(InvalidSpec) as exc:
+        parse_spec(_header_route(regex), "web")
+    message = str(exc.value)
+    assert "steps[0].setHeaderRoute.match[0].headerValue" in message and why in message
+
+
+@pytest.mark.parametrize(
+    "regex", ["^(a+)+$", "(x+x+)+y", "(.*a){20}", "beta-\\pL+\\z", "[[:alpha:]]+", "(?i)b|c"]
+)
+def test_re2_patterns_are_taken_even_ones_that_explode_a_backtracking_engine(regex: str) -> None:
+    parse_spec(_header_route(regex), "web")

@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from sluice.api.base import Model
+from sluice.api.re2 import re2_problem
 
 # Unknown fields under these blocks reach the operator, which refuses them by name.
 PRESERVE: JsonDict = {"x-kubernetes-preserve-unknown-fields": True}
@@ -42,6 +43,9 @@ class StringMatch(Model):
     @model_validator(mode="after")
     def _one(self) -> StringMatch:
         _exactly_one(self, ("exact", "prefix", "regex"), "headerValue")
+        problem = None if self.regex is None else re2_problem(self.regex)
+        if self.regex is not None and problem:
+            raise ValueError(f"regex {self.regex[:80]!r}: {problem}")
         return self
 
 

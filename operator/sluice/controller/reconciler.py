@@ -340,6 +340,8 @@ class Controller:
             step=decision.status.current_step_index,
             revision=decision.status.canary_revision or decision.status.stable_revision,
         )
+        if ctx is not None:
+            await self._check_new_canary(ctx, decision)
         for act in decision.actions:
             if isinstance(act, AskHook) and spec is not None:
                 self.hooks.ask(key, body, spec, act)  # off the reconcile path, once per interval
@@ -766,6 +768,20 @@ class Controller:
                 return None
             raise
 
+    async def _check_new_canary(self, ctx: RouteContext, decision: Decision) -> None:
+        """A new canary: every analysis it will need must resolve before any action of the
+        decision is applied. Invalid means nothing is touched (not the stable scaled to the
+        new replicas, nor the canary deployed and then refused at its first analysis). The
+        first revision becomes stable directly: it runs no analysis."""
+        stable = (ctx.rollout.get("status") or {}).get("stableRevision")
+        for act in decision.actions:
+            if not isinstance(act, DeploySlot) or not stable:
+                continue
+            current = ctx.children.get(f"Deployment/{C.deployment_name(ctx.name, act.slot)}")
+            annotations = (current or {}).get("metadata", {}).get("annotations") or {}
+            if act.revision not in (stable, annotations.get(L.REVISION)):
+                await self._check_analyses(ctx, act.revision)
+
     async def _deploy(self, key: Key, ctx: RouteContext, act: DeploySlot) -> None:
         assert ctx.spec is not None
         name = C.deployment_name(ctx.name, act.slot)
@@ -773,7 +789,8 @@ class Controller:
         stable = (ctx.rollout.get("status") or {}).get("stableRevision")
         revision_now = (current or {}).get("metadata", {}).get("annotations", {}).get(L.REVISION)
         if stable and act.revision not in (stable, revision_now):
-            # A new canary: every analysis it will need must resolve first. Invalid means
+            # A new canary (its analyses were checked before any action: _check_new_canary);
+            # asked again here for whether a judge metric wants a baseline Deployment. Invalid means
             # nothing is touched, not "deployed, then refused at its first analysis". (The
             # first revision becomes stable directly: it runs no analysis.)
             baseline: str | None = await self._check_analyses(ctx, act.revision)
