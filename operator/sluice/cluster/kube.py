@@ -189,6 +189,18 @@ class Kube:
             self.apps.create_namespaced_deployment, body["metadata"]["namespace"], body
         )
 
+    async def dry_run_deployment(self, body: Body) -> None:
+        """Ask the API server whether it would take this Deployment, writing nothing (a
+        generated name, so an existing slot Deployment does not answer 409)."""
+        meta = {k: v for k, v in body["metadata"].items() if k != "name"}
+        meta["generateName"] = f"{body['metadata']['name'][:50]}-"
+        await self.raw(
+            self.apps.create_namespaced_deployment,
+            meta["namespace"],
+            {**body, "metadata": meta},
+            dry_run="All",
+        )
+
     async def patch_deployment(self, namespace: str, name: str, patch: Body | list[Body]) -> Body:
         return await self.raw(
             self.apps.patch_namespaced_deployment,

@@ -781,6 +781,24 @@ class Controller:
             annotations = (current or {}).get("metadata", {}).get("annotations") or {}
             if act.revision not in (stable, annotations.get(L.REVISION)):
                 await self._check_analyses(ctx, act.revision)
+                await self._dry_run(ctx, act)
+
+    async def _dry_run(self, ctx: RouteContext, act: DeploySlot) -> None:
+        """What only the API server knows (a container name it refuses, a quantity of the
+        wrong type): asked before the stable is scaled or anything else is written."""
+        assert ctx.spec is not None
+        M.API_CALLS.labels("dry_run").inc()
+        try:
+            manifest = C.deployment(ctx.rollout, ctx.spec, act.slot, act.revision, act.replicas, 1)
+            await self.kube.dry_run_deployment(manifest)
+        except (ValidationError, TypeError, ValueError) as exc:
+            what = " ".join(str(exc).split())[:500]
+            raise Rejected(act.revision, f"cannot be sent as a Deployment: {what}") from exc
+        except ApiException as exc:
+            message = _api_message(exc)
+            if _refused_template(exc, message):
+                raise Rejected(act.revision, message) from exc
+            raise
 
     async def _deploy(self, key: Key, ctx: RouteContext, act: DeploySlot) -> None:
         assert ctx.spec is not None
