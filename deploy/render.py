@@ -19,7 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "sluice"
 ARGOCD = CHART / "argocd"
-ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume")
+ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume", "rollback-gradually")
 NAME, NAMESPACE = "sluice", "sluice-system"
 
 

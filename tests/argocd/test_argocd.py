@@ -21,7 +21,7 @@ from tests.argocd import lua
 ROOT = Path(__file__).resolve().parents[2]
 CM = ROOT / "charts" / "sluice" / "argocd" / "argocd-cm.yaml"
 FIXTURES = Path(__file__).parent / "fixtures"
-ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume")
+ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume", "rollback-gradually")
 
 pytestmark = pytest.mark.skipif(lua.LUA is None, reason="lua5.1 is not installed")
 
@@ -101,9 +101,9 @@ def test_unknown_phase_is_progressing_and_named(tmp_path: Path) -> None:
     [
         ("healthy", set()),
         ("no-status", set()),
-        ("progressing", {"promote", "promote-full", "abort", "pause"}),
-        ("paused-manual", {"promote", "promote-full", "abort", "pause"}),
-        ("user-paused", {"promote", "promote-full", "abort", "resume"}),
+        ("progressing", {"promote", "promote-full", "abort", "pause", "rollback-gradually"}),
+        ("paused-manual", {"promote", "promote-full", "abort", "pause", "rollback-gradually"}),
+        ("user-paused", {"promote", "promote-full", "abort", "resume", "rollback-gradually"}),
         ("aborted", {"retry"}),
         ("action-pending", set()),
     ],

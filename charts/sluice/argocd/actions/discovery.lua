@@ -14,4 +14,5 @@ actions["abort"] = {disabled = pending or not running}
 actions["retry"] = {disabled = pending or not aborted}
 actions["pause"] = {disabled = pending or not running or held}
 actions["resume"] = {disabled = pending or not held}
+actions["rollback-gradually"] = {disabled = pending or not running}
 return actions
