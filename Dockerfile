@@ -2,6 +2,7 @@
 # The operator image: Python, the pinned runtime set (requirements.lock) and Sluice.
 # No compilers, no pip, a numeric non-root user; `sluice run` is the entrypoint.
 #   docker build -t sluice:0.1.0 --build-arg REVISION=$(git rev-parse HEAD) .
+#   docker build -t sluice:0.1.0-judge --build-arg WITH_JUDGE=true .   # judge metrics
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -13,6 +14,13 @@ RUN python -m venv /opt/sluice
 # Dependencies first: this layer is reused until the lock file changes.
 COPY requirements.lock ./
 RUN /opt/sluice/bin/pip install --no-cache-dir --no-deps --no-compile -r requirements.lock
+# Judge metrics need numpy: a heavier flavour, opt-in (the default image refuses them
+# with InvalidSpec naming sluice[judge]).
+ARG WITH_JUDGE=false
+COPY requirements-judge.lock ./
+RUN if [ "$WITH_JUDGE" = true ]; then \
+      /opt/sluice/bin/pip install --no-cache-dir --no-deps --no-compile -r requirements-judge.lock; \
+    fi
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 # kubernetes/aio is the client's asyncio copy, which Sluice does not import (-68 MB).
