@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -795,7 +796,12 @@ class Controller:
             what = " ".join(str(exc).split())[:500]
             raise Rejected(act.revision, f"cannot be sent as a Deployment: {what}") from exc
         except ApiException as exc:
-            message = _api_message(exc)
+            # The dry run's generated name is random: name the slot's, so the message (and
+            # the InvalidSpec told once) is the same on every retry.
+            real = C.deployment_name(ctx.name, act.slot)
+            message = re.sub(
+                rf'"{re.escape(real[:50])}-[a-z0-9]{{5}}"', f'"{real}"', _api_message(exc)
+            )
             if _refused_template(exc, message):
                 raise Rejected(act.revision, message) from exc
             raise
