@@ -346,3 +346,12 @@ def test_view_names_the_blue_green_services_and_lint_accepts_the_example(
     example = GOOD.parent / "rollout-bluegreen.yaml"
     assert main(["lint", str(example)]) == 0
     assert capsys.readouterr().out == f"{example}: Rollout web: ok\n"
+
+
+def test_the_live_view_states_a_judge_metric_as_its_test_not_a_threshold() -> None:
+    from sluice.cli.view import threshold
+
+    metric = {"name": "errors-vs-stable", "judge": {"errors": {}, "tolerance": 0.1}}
+    assert threshold(metric) == "judge errors vs stable: increase beyond 0.1, alpha 0.05"
+    latency = {"judge": {"latency": {}, "baseline": "baseline", "alpha": 0.01}}
+    assert threshold(latency) == "judge latency vs baseline: increase beyond 0, alpha 0.01"

@@ -69,6 +69,14 @@ def routers(spec: Body) -> list[str]:
 
 def threshold(metric: Body) -> str:
     """The metric's limit as its spec states it."""
+    if "judge" in metric:
+        judge = metric["judge"] or {}
+        kind = next((k for k in ("errors", "counts", "latency") if k in judge), "?")
+        return (
+            f"judge {kind} vs {judge.get('baseline', 'stable')}: "
+            f"{judge.get('direction', 'increase')} beyond {judge.get('tolerance', 0)}, "
+            f"alpha {judge.get('alpha', 0.05)}"
+        )
     if "errorRate" in metric:
         return f"error rate <= {metric['errorRate'].get('max')}"
     if "latency" in metric:
