@@ -821,7 +821,10 @@ class _Decider:
         if s.canary_revision:
             where = describe_step(spec, s.current_step_index or 0)
             ready = self._ready(self.canary_slot, self.revision)
-            detail = f"{where}; canary {ready} ready, weight {s.canary_weight}"
+            if self.blue_green:  # no weight: the preview waits for the switch
+                detail = f"{where}; preview {ready} ready"
+            else:
+                detail = f"{where}; canary {ready} ready, weight {s.canary_weight}"
             if spec.paused or s.user_paused:
                 by = "spec.paused" if spec.paused else "annotation"
                 return "Paused", "PausedByUser", f"paused by {by} at {detail}"
