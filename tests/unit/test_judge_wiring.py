@@ -210,6 +210,15 @@ def test_a_step_analysis_judge_needs_no_count() -> None:
     assert metrics[0].judge is not None and metrics[0].judge.baseline == "baseline"
 
 
+def test_a_baseline_deployment_after_promotion_is_refused_not_left_inconclusive() -> None:
+    analysis = RolloutAnalysis.model_validate({"metrics": [judge_metric(baseline="baseline")]})
+    where = "spec.strategy.canary.postPromotionAnalysis"
+    with pytest.raises(AnalysisInvalid, match=r"judge\.baseline: baseline in a post-promotion"):
+        merge(analysis, where, {}, "postPromotion")
+    stable = RolloutAnalysis.model_validate({"metrics": [judge_metric()]})
+    assert merge(stable, where, {}, "postPromotion")[0][0].judge is not None
+
+
 def test_a_judge_selector_placeholder_without_a_value_is_refused() -> None:
     bad = judge_metric(errors={"canarySelector": 'pod=~"{{args.pods}}"'})
     analysis = RolloutAnalysis.model_validate({"metrics": [bad]})

@@ -155,6 +155,11 @@ def check(metrics: list[Metric], args: dict[str, Arg], where: str, kind: str) ->
     known = set(BUILTINS) | {f"args.{n}" for n, a in args.items() if a.value or a.value_from}
     for m in metrics:
         if m.judge is not None:
+            if kind == "postPromotion" and m.judge.baseline == "baseline":
+                raise AnalysisInvalid(
+                    f"{where}: metric {m.name}: judge.baseline: baseline in a post-promotion "
+                    "analysis: the baseline Deployment goes with the canary at promotion"
+                )
             _check_judge(m, known, args, where)
             continue  # ends on its own verdict: a step analysis needs no count
         q = question(m)
