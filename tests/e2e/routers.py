@@ -18,28 +18,12 @@ from sluice.engine.types import HeaderRoute, TrafficPlan
 from sluice.engine.validate import parse_spec
 from sluice.routers.base import Body, ObjectRef, RouteContext, TrafficRouter
 from tests.e2e.conftest import Cluster
+from tests.e2e.manifests import canary_rollout
 
 
 def rollout_manifest(traffic_routing: dict[str, Any]) -> Body:
-    return {
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
-            },
-            "strategy": {
-                "canary": {
-                    "trafficRouting": traffic_routing,
-                    "steps": [{"setWeight": 5}, {"setWeight": 25}, {"setWeight": 50}],
-                }
-            },
-        },
-    }
+    steps = [{"setWeight": 5}, {"setWeight": 25}, {"setWeight": 50}]
+    return canary_rollout({"trafficRouting": traffic_routing, "steps": steps})
 
 
 def plan(weight: int, *routes: HeaderRoute) -> TrafficPlan:

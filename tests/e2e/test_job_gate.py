@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import Cluster, Operator, wait_for
+from tests.e2e.manifests import canary_rollout
 
 pytestmark = pytest.mark.e2e
 
@@ -33,25 +34,8 @@ def apply(cluster: Cluster, pod_phase: str) -> None:
         },
         "timeout": "2m",
     }
-    body = {
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
-            },
-            "strategy": {
-                "canary": {
-                    "scaleDownDelaySeconds": 0,
-                    "steps": [{"setWeight": 50}, {"job": job}, {"pause": {}}],
-                }
-            },
-        },
-    }
+    steps = [{"setWeight": 50}, {"job": job}, {"pause": {}}]
+    body = canary_rollout({"scaleDownDelaySeconds": 0, "steps": steps})
     cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(body))
     wait_for("v1 Healthy", lambda: cluster.status().get("phase") == "Healthy")
     cluster.set_image("nginx:1.28")

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import Cluster, Operator, wait_for
+from tests.e2e.manifests import canary_rollout
 
 pytestmark = pytest.mark.e2e
 INTERVAL = 1.0  # --webhook-interval: a gate that did not allow is asked again this often
@@ -78,26 +79,8 @@ def fast_operator(
 
 
 def apply(cluster: Cluster, webhooks: list[dict[str, Any]], image: str = "nginx:1.27") -> None:
-    body = {
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "Rollout",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": image}]},
-            },
-            "strategy": {
-                "canary": {
-                    "scaleDownDelaySeconds": 0,
-                    "steps": [{"setWeight": 50}],
-                    "webhooks": webhooks,
-                }
-            },
-        },
-    }
+    canary = {"scaleDownDelaySeconds": 0, "steps": [{"setWeight": 50}], "webhooks": webhooks}
+    body = canary_rollout(canary, image)
     cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(body))
 
 
