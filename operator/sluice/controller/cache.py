@@ -18,7 +18,7 @@ def _rv(body: Body) -> int:
         return 0
 
 
-def _newer(new: Body, old: Body | None) -> bool:
+def newer(new: Body, old: Body | None) -> bool:
     # resourceVersions are etcd revisions: comparing them keeps a write's response from
     # being overwritten by a watch event that was already on its way.
     return old is None or _rv(new) >= _rv(old)
@@ -107,7 +107,7 @@ class Cache:
             return set()
         if deleted:
             self.objects.pop(ref, None)
-        elif _newer(body, self.objects.get(ref)):
+        elif newer(body, self.objects.get(ref)):
             self.objects[ref] = body
         return set(who)
 
@@ -118,7 +118,7 @@ class Cache:
     def put_rollout(self, body: Body) -> bool:
         body = compact(body)
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        if _newer(body, self.rollouts.get(key)):
+        if newer(body, self.rollouts.get(key)):
             self.rollouts[key] = body
             return True
         return False
@@ -148,6 +148,6 @@ class Cache:
                 self.children.pop(key, None)
             return key
         bucket = self.children.setdefault(key, {})
-        if _newer(body, bucket.get(name)):
+        if newer(body, bucket.get(name)):
             bucket[name] = compact(body)
         return key

@@ -13,7 +13,7 @@ from sluice import telemetry as M
 from sluice.api.rollout import WorkloadRef
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube
-from sluice.controller.cache import Body, Key, slim
+from sluice.controller.cache import Body, Key, newer, slim
 from sluice.engine.types import WorkloadObserved
 
 
@@ -38,9 +38,7 @@ class Workloads:
     def put(self, body: Body) -> None:
         meta = body["metadata"]
         where = (meta["namespace"], meta["name"])
-        old = self.bodies.get(where)
-        rv = str(meta.get("resourceVersion", ""))
-        if old is None or int(rv or 0) >= int(old["metadata"].get("resourceVersion", 0) or 0):
+        if newer(body, self.bodies.get(where)):
             self.bodies[where] = slim(body)
 
     async def get(self, namespace: str, name: str) -> Body | None:
