@@ -116,6 +116,8 @@ class Stage:
             timeout=90,
         )
         assert self.cluster.status("shop")["stableRevision"] == self.revisions[0]
+        # a query counting the demo job's series reads 1 until both apps were scraped once
+        self.prometheus.wait_scraped("demo")
         self.apply(v2(self.rollout))
         # until the operator has seen v2, the status (Completed=True) still describes v1
         generation = self.cluster.rollout("shop")["metadata"]["generation"]

@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -324,6 +325,26 @@ class PrometheusServer:
         self._write_config()
         if self.running:
             self.restart()
+
+    def series_count(self, selector: str) -> int:
+        """How many series match ``selector`` now (0 when Prometheus does not answer)."""
+        query = urllib.parse.urlencode({"query": f"count({selector})"})
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/query?{query}", timeout=2) as answer:
+                result = json.loads(answer.read())["data"]["result"]
+        except (OSError, ValueError, KeyError):
+            return 0
+        return int(float(result[0]["value"][1])) if result else 0
+
+    def wait_scraped(self, job: str, timeout: float = 30.0) -> None:
+        """Wait until every target of ``job`` has been scraped once (its `up` series exists):
+        a query counting the job's series is only stable from then on."""
+        wanted = sum(1 for target_job, _, _ in self.targets if target_job == job)
+        deadline = time.monotonic() + timeout
+        while self.series_count(f'up{{job="{job}"}}') < wanted:
+            if time.monotonic() > deadline:
+                raise PrometheusUnavailable(f"{job}: not all {wanted} targets scraped in time")
+            time.sleep(0.2)
 
     def log_tail(self, chars: int = 4000) -> str:
         with contextlib.suppress(OSError):
