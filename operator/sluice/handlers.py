@@ -44,6 +44,7 @@ class Options:
     alert_token_secret: str | None = None  # NAMESPACE/NAME[/KEY] of the webhook's bearer token
     leader: LeaderOptions | None = None  # None: act at once (one replica)
     instance: str | None = None  # shard: the sluice.dev/controller-instance label it serves
+    track_secrets: bool = False  # trackConfig may watch and copy Secrets (RBAC to match)
 
 
 OPTIONS = Options()
@@ -57,7 +58,9 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
     if info is None:
         return None
     # Watches: rollouts, deployments, services, runs, jobs, and the router kinds (one each).
-    streams = (5 + len(ROUTER_KINDS)) * max(1, len(OPTIONS.namespaces))
+    # Watches: rollouts, deployments, services, runs, jobs, configmaps (and secrets), and the
+    # router kinds (one each).
+    streams = (6 + OPTIONS.track_secrets + len(ROUTER_KINDS)) * max(1, len(OPTIONS.namespaces))
     connector = aiohttp.TCPConnector(limit=streams + 4, ssl=info.as_ssl_context())
     session = aiohttp.ClientSession(
         connector=connector, headers=info.as_http_headers(), auth=info.as_aiohttp_basic_auth()
@@ -89,7 +92,12 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     application.router.add_post("/v1/alerts", _alerts)
     STATE["runner"] = await server.serve(application, OPTIONS.host, OPTIONS.port)
     await _lead(kube)
-    controller = Controller(kube, workers=OPTIONS.workers, instance=OPTIONS.instance)
+    controller = Controller(
+        kube,
+        workers=OPTIONS.workers,
+        instance=OPTIONS.instance,
+        track_secrets=OPTIONS.track_secrets,
+    )
     controller.hooks.interval = OPTIONS.webhook_interval
     executor = AnalysisExecutor(
         kube,
@@ -184,6 +192,8 @@ def watch_selectors(instance: str | None) -> dict[tuple[str, str, str], str]:
         ("apps", "v1", "deployments"): L.ROLLOUT,
         ("batch", "v1", "jobs"): L.ROLLOUT,  # a job step's Jobs
         (GROUP, VERSION, "analysisruns"): L.ROLLOUT,
+        ("", "v1", "configmaps"): L.TRACK_CONFIG,  # trackConfig's: the users', labelled
+        ("", "v1", "secrets"): L.TRACK_CONFIG,
     }
 
 
@@ -255,6 +265,26 @@ async def analysis_run_event(**kwargs: Any) -> None:
         body = {**event["object"], "kind": "AnalysisRun"}
         controller.child_event(event.get("type"), body)
         STATE["executor"].run_event(event.get("type"), body)
+
+
+def _config_handler(kind: str) -> Any:
+    async def config_event(**kwargs: Any) -> None:
+        event = kwargs["event"]
+        controller = _controller()
+        labels = event["object"].get("metadata", {}).get("labels") or {}
+        if _counted(kind, bool(labels.get(L.TRACK_CONFIG))) and controller is not None:
+            controller.config_event(kind, event.get("type"), event["object"])
+
+    config_event.__name__ = f"{kind.lower()}_event"
+    return config_event
+
+
+kopf.on.event("", "v1", "configmaps", id="configmap-event")(_config_handler("ConfigMap"))
+
+
+def watch_secrets() -> None:
+    """--track-secrets: Secrets are watched (by label) only when the operator may."""
+    kopf.on.event("", "v1", "secrets", id="secret-event")(_config_handler("Secret"))
 
 
 # Router kinds: the user's objects (no Sluice label: filtered by name in the cache, which

@@ -38,7 +38,7 @@ WORKLOAD_RULES = {
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "events"): {"create"},
-    ("", "configmaps"): {"get"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "secrets"): {"get"},
     ("networking.k8s.io", "ingresses"): {
         "get",
@@ -177,6 +177,18 @@ def test_routers_and_secrets_can_be_turned_off() -> None:
         "split.smi-spec.io",
     }
     assert grants[("apps", "deployments")] == WORKLOAD_RULES[("apps", "deployments")]
+
+
+def test_track_secrets_grants_secrets_and_sets_the_flag_together() -> None:
+    default = render()
+    args = one(default, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--track-secrets" not in args
+    assert _grants(one(default, "ClusterRole"))[("", "secrets")] == {"get"}
+    objects = render({"rbac": {"trackSecrets": True}})
+    args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--track-secrets" in args
+    grants = _grants(one(objects, "ClusterRole"))
+    assert grants[("", "secrets")] == {"get", "list", "watch", "create", "patch", "delete"}
 
 
 def test_deployment_pods_are_locked_down_and_probed() -> None:

@@ -88,10 +88,18 @@ handlers.py and the routers). Shared by the ClusterRole and the per-namespace Ro
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-# Notifications: the namespace's ConfigMap sluice-notifications.
+# ConfigMaps: notifications read the namespace's sluice-notifications (get); trackConfig
+# watches the ones labelled sluice.dev/track-config, labels those a trackConfig Rollout
+# names (patch), and makes and prunes their copies.
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get]
+  verbs: [get, list, watch, create, patch, delete]
+{{- if .Values.rbac.trackSecrets }}
+# trackConfig for Secrets (--track-secrets): the same on Secrets.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}
 {{- if .Values.rbac.analysisSecrets }}
 # Analysis arguments from secretKeyRef and Prometheus credentials.
 - apiGroups: [""]

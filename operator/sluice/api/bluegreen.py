@@ -65,6 +65,14 @@ class BlueGreenStrategy(Model):
         description="How long an aborted new version keeps its pods before it is scaled to "
         "zero. Defaults to 30.",
     )
+    track_config: bool = Field(
+        default=False,
+        description="Treat a change of a ConfigMap or Secret the template references (env, "
+        "envFrom, volumes) as a new version: the preview gets a copy of the new content "
+        "(<name>-<hash>), the active version keeps its copy, and an abort leaves it "
+        "on the old one. A ConfigMap or Secret labelled sluice.dev/track-config=true is "
+        "tracked without this. Secrets need the operator's --track-secrets.",
+    )
     preview_replica_count: int | None = Field(
         default=None,
         ge=1,

@@ -187,6 +187,14 @@ class CanaryStrategy(Model):
         description="The walk back of sluice.dev/action: rollback-gradually (an abort stays "
         "instant); an analysis failure during it goes to 0 at once.",
     )
+    track_config: bool = Field(
+        default=False,
+        description="Treat a change of a ConfigMap or Secret the template references (env, "
+        "envFrom, volumes) as a new version: the canary gets a copy of the new content "
+        "(<name>-<hash>), the stable keeps its copy until promotion, and an abort leaves it "
+        "on the old one. A ConfigMap or Secret labelled sluice.dev/track-config=true is "
+        "tracked without this. Secrets need the operator's --track-secrets.",
+    )
     webhooks: list[Webhook] = Field(
         default_factory=list,
         max_length=MAX_WEBHOOKS,
@@ -218,6 +226,11 @@ class Strategy(Model):
         if self.blue_green is not None:
             return self.blue_green.abort_scale_down_delay_seconds
         return self.canary.scale_down_delay_seconds
+
+    def track_config(self) -> bool:
+        if self.blue_green is not None:
+            return self.blue_green.track_config
+        return self.canary.track_config
 
     def post_promotion(self) -> RolloutAnalysis | None:
         if self.blue_green is not None:

@@ -50,6 +50,9 @@ def _run(args: argparse.Namespace) -> int:
     handlers.OPTIONS.kubeconfig = args.kubeconfig
     handlers.OPTIONS.alert_token_secret = args.alert_token_secret
     handlers.OPTIONS.instance = args.instance
+    handlers.OPTIONS.track_secrets = args.track_secrets
+    if args.track_secrets:
+        handlers.watch_secrets()
     if args.leader_elect:
         if not 0 < args.retry_period < args.renew_deadline < args.lease_duration:
             sys.stderr.write("need --retry-period < --renew-deadline < --lease-duration\n")
@@ -196,6 +199,12 @@ def parser() -> argparse.ArgumentParser:
         "--instance",
         help="shard: act only on Rollouts labelled sluice.dev/controller-instance=INSTANCE "
         "(default: only on Rollouts without that label)",
+    )
+    run.add_argument(
+        "--track-secrets",
+        action="store_true",
+        help="trackConfig copies Secrets too (needs list, watch, create, patch and delete on "
+        "Secrets); without it only ConfigMaps are tracked",
     )
     elect = run.add_argument_group("leader election (for more than one replica)")
     elect.add_argument(

@@ -138,9 +138,11 @@ class Kube:
 
     # ------------------------------------------------------------ children
 
-    async def list_children(self, kind: str, namespaces: list[str] | None) -> list[Body]:
-        """Deployments, Services or AnalysisRuns that carry the sluice.dev/rollout label."""
-        selector = f"{GROUP}/rollout"
+    async def list_children(
+        self, kind: str, namespaces: list[str] | None, selector: str = f"{GROUP}/rollout"
+    ) -> list[Body]:
+        """Deployments, Services, Jobs or AnalysisRuns that carry the sluice.dev/rollout
+        label (or ConfigMaps, Secrets with another selector)."""
         items: list[Body] = []
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         for ns in scopes:
@@ -329,11 +331,19 @@ _KINDS = {
     "services": "Service",
     "analysisruns": "AnalysisRun",
     "jobs": "Job",
+    "configmaps": "ConfigMap",
+    "secrets": "Secret",
 }
 
 
 def _singular(kind: str) -> str:
-    return {"deployments": "deployment", "services": "service", "jobs": "job"}[kind]
+    return {
+        "deployments": "deployment",
+        "services": "service",
+        "jobs": "job",
+        "configmaps": "config_map",
+        "secrets": "secret",
+    }[kind]
 
 
 def _patch_type(patch: Body | list[Body]) -> str:

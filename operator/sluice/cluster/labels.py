@@ -15,3 +15,6 @@ BASELINE_OF = f"{GROUP}/baseline-of"  # a baseline pod's Rollout (not ROLLOUT: n
 TRAFFIC = f"{GROUP}/traffic"  # on the root Service: the TrafficTarget last applied
 ATTEMPT = f"{GROUP}/attempt"  # on a Job gate: the canary attempt it runs for
 STEP = f"{GROUP}/step"  # on a Job gate: the step index
+TRACK_CONFIG = f"{GROUP}/track-config"  # on a ConfigMap/Secret: "true" (its owner opted in)
+# or "auto" (a trackConfig Rollout names it): the watch's server-side selector
+COPY_OF = f"{GROUP}/copy-of"  # on a config copy: the ConfigMap/Secret it copies

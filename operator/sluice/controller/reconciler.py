@@ -29,12 +29,14 @@ from sluice.cluster.analysis_runs import (
     manifest,
     merge,
 )
+from sluice.cluster.configs import references
 from sluice.cluster.events import event_body, event_name, transition_key
 from sluice.cluster.jobs import job_manifest
 from sluice.cluster.kube import Kube
 from sluice.cluster.observe import observe
 from sluice.cluster.wire import strip_empty
 from sluice.controller.cache import Body, Cache, Key
+from sluice.controller.configs import Configs
 from sluice.controller.webhooks import HookCaller
 from sluice.controller.workloads import Workloads
 from sluice.controller.workqueue import WorkQueue
@@ -112,11 +114,13 @@ class Controller:
         workers: int = 8,
         clock: Callable[[], datetime] = _utcnow,
         instance: str | None = None,
+        track_secrets: bool = False,
     ) -> None:
         self.kube = kube
         self.instance = instance
         self.cache = Cache()
         self.workloads = Workloads(kube)  # the users' Deployments that workloadRefs name
+        self.configs = Configs(kube, secrets=track_secrets)  # trackConfig's ConfigMaps/Secrets
         self.queue: WorkQueue[Key] = WorkQueue()
         self.traffic_problems: dict[Key, str] = {}  # a router's apply refused, until it works
         self.claim_problems: dict[Key, str] = {}  # a route another Rollout holds: never written
@@ -158,6 +162,7 @@ class Controller:
             self.claim_problems.pop(key, None)
             self.conflicts.pop(key, None)
             self.hooks.forget(key)
+            self.configs.forget(key)
             for other in self._claim(key, set()):
                 self.queue.add(other)  # the route it held is free now
             M.forget_rollout(*key)
@@ -175,6 +180,12 @@ class Controller:
         key = self.workloads.event(kind, body)
         if key is not None and key in self.cache.rollouts:
             self.queue.add(key)
+
+    def config_event(self, kind: str, etype: str | None, body: Body) -> None:
+        """A tracked ConfigMap/Secret changed: the Rollouts reading it roll the new content."""
+        for key in self.configs.event(kind, etype, body):
+            if key in self.cache.rollouts:
+                self.queue.add(key)
 
     def object_event(self, kind: str | None, body: Body) -> None:
         """A router object of the user's changed: wake the Rollouts that name it."""
@@ -208,6 +219,11 @@ class Controller:
                     self.workloads.put(body)  # a user's Deployment a workloadRef names
                 else:
                     self.cache.put_child(body)
+        # Tracked configs too: a revision computed without them would start a false canary.
+        for kind in self.configs.kinds():
+            plural = f"{kind.lower()}s"
+            for body in await self.kube.list_children(plural, namespaces, L.TRACK_CONFIG):
+                self.configs.put(kind, body)
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self.queue.run_timers(), name="sluice-timers")]
@@ -282,6 +298,11 @@ class Controller:
         raw_spec, workload, missing = await self.workloads.resolve(
             key, body.get("spec") or {}, adopt=not meta.get("deletionTimestamp")
         )
+        raw_spec, config_missing = await self.configs.resolve(
+            key, raw_spec, adopt=not meta.get("deletionTimestamp")
+        )
+        if config_missing:
+            self.queue.add_after(key, REJECTED_RETRY_SECONDS)  # its creation reaches no watch
         spec: RolloutSpec | None
         try:
             spec = parse_spec(raw_spec)
@@ -820,6 +841,11 @@ class Controller:
             baseline: str | None = await self._check_analyses(ctx, act.revision)
         else:
             baseline = None  # this revision's Deployment already says
+        # trackConfig: the copies this template runs exist before any pod of it starts.
+        template = C.deployment(ctx.rollout, ctx.spec, act.slot, act.revision, 0, 1)
+        await self.configs.ensure(
+            key, template["spec"]["template"], C.owner_reference(ctx.rollout), ctx.rollout
+        )
         if current is None:
             M.API_CALLS.labels("create").inc()
             manifest = C.deployment(ctx.rollout, ctx.spec, act.slot, act.revision, act.replicas, 1)
@@ -860,6 +886,22 @@ class Controller:
             )
         body.setdefault("kind", "Deployment")
         self.cache.put_child(body)
+        before = ((current or {}).get("spec") or {}).get("template") or {}
+        if references(before) - references(template["spec"]["template"]):
+            await self._prune_configs(key, ctx)  # a copy may have run its last pod here
+
+    async def _prune_configs(self, key: Key, ctx: RouteContext) -> None:
+        """Copies that no Deployment of the Rollout runs any more (the template a slot ran
+        before this write) are deleted; the other slot's stay (warm, or the stable)."""
+        uid = ctx.rollout["metadata"]["uid"]
+        running = [
+            (child.get("spec") or {}).get("template") or {}
+            for child in self.cache.children.get(key, {}).values()
+            if child.get("kind") == "Deployment" and _owned(child, uid)
+        ]
+        removed = await self.configs.prune(key, running)
+        if removed:
+            log.info("config copies pruned", namespace=key[0], rollout=key[1], removed=removed)
 
     async def _baseline(self, ctx: RouteContext, act: SetBaseline | RemoveBaseline) -> None:
         """Create, resize or delete <rollout>-baseline (see sluice.engine.baseline)."""
