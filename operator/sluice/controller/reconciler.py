@@ -131,6 +131,9 @@ class Controller:
         self.clock = clock
         self.failures: dict[Key, int] = {}
         self.rejected: dict[Key, dict[str, str]] = {}  # revision -> the API server's refusal
+        # (namespace, rollout, revision) -> baseline flag: a new canary's analyses, checked
+        # once before its actions and read by the Deployment write of the same reconcile
+        self.checked: dict[tuple[str, str, str], str] = {}
         self.last_error: dict[Key, str] = {}
         self.on_run_created: Callable[[Body], None] | None = None  # the analysis executor
         self.on_event: Callable[[Body, Any, datetime], None] | None = None  # notify, metrics
@@ -796,13 +799,16 @@ class Controller:
         new replicas, nor the canary deployed and then refused at its first analysis). The
         first revision becomes stable directly: it runs no analysis."""
         stable = (ctx.rollout.get("status") or {}).get("stableRevision")
+        for left in [k for k in self.checked if k[:2] == (ctx.namespace, ctx.name)]:
+            del self.checked[left]  # of a reconcile that failed before its Deployment write
         for act in decision.actions:
             if not isinstance(act, DeploySlot) or not stable:
                 continue
             current = ctx.children.get(f"Deployment/{C.deployment_name(ctx.name, act.slot)}")
             annotations = (current or {}).get("metadata", {}).get("annotations") or {}
             if act.revision not in (stable, annotations.get(L.REVISION)):
-                await self._check_analyses(ctx, act.revision)
+                baseline = await self._check_analyses(ctx, act.revision)
+                self.checked[(ctx.namespace, ctx.name, act.revision)] = baseline  # for _deploy
                 await self._dry_run(ctx, act)
 
     async def _dry_run(self, ctx: RouteContext, act: DeploySlot) -> None:
@@ -834,11 +840,12 @@ class Controller:
         stable = (ctx.rollout.get("status") or {}).get("stableRevision")
         revision_now = (current or {}).get("metadata", {}).get("annotations", {}).get(L.REVISION)
         if stable and act.revision not in (stable, revision_now):
-            # A new canary (its analyses were checked before any action: _check_new_canary);
-            # asked again here for whether a judge metric wants a baseline Deployment. Invalid means
-            # nothing is touched, not "deployed, then refused at its first analysis". (The
-            # first revision becomes stable directly: it runs no analysis.)
-            baseline: str | None = await self._check_analyses(ctx, act.revision)
+            # A new canary: its analyses were checked before any action (_check_new_canary),
+            # which also said whether a judge metric wants a baseline Deployment. (The first
+            # revision becomes stable directly: it runs no analysis.)
+            baseline: str | None = self.checked.pop((ctx.namespace, ctx.name, act.revision), None)
+            if baseline is None:
+                baseline = await self._check_analyses(ctx, act.revision)
         else:
             baseline = None  # this revision's Deployment already says
         # trackConfig: the copies this template runs exist before any pod of it starts.
