@@ -306,3 +306,91 @@ def test_a_failed_post_promotion_analysis_switches_back_at_once(
     )
     assert_switch_once_to_ready(recorder, start, "b", new, writes=[there])
     assert_switch_once_to_ready(recorder, there.rv, "a", old)
+
+
+def istio_objects() -> list[dict[str, Any]]:
+    """A VirtualService sending everything to the stable subset, and its DestinationRule."""
+    subsets = [{"name": n, "labels": {"app": "web"}} for n in ("stable", "canary")]
+    return [
+        {
+            "apiVersion": "networking.istio.io/v1beta1",
+            "kind": "DestinationRule",
+            "metadata": {"name": "web"},
+            "spec": {"host": "web-active", "subsets": subsets},
+        },
+        {
+            "apiVersion": "networking.istio.io/v1beta1",
+            "kind": "VirtualService",
+            "metadata": {"name": "web"},
+            "spec": {
+                "hosts": ["web.example.com"],
+                "http": [
+                    {
+                        "name": "primary",
+                        "route": [
+                            {
+                                "destination": {"host": "web-active", "subset": "stable"},
+                                "weight": 100,
+                            },
+                            {
+                                "destination": {"host": "web-active", "subset": "canary"},
+                                "weight": 0,
+                            },
+                        ],
+                    }
+                ],
+            },
+        },
+    ]
+
+
+def subset_slots(cluster: Cluster) -> dict[str, str | None]:
+    body = cluster.get("destinationrules.v1beta1.networking.istio.io", "web")
+    assert body is not None
+    return {s["name"]: s["labels"].get(SLOT) for s in body["spec"]["subsets"]}
+
+
+def test_with_a_traffic_router_the_switch_is_made_in_the_router_too(
+    router_crds: str, cluster: Cluster, operator: Operator
+) -> None:
+    routing = {
+        "istio": {
+            "virtualService": {"name": "web", "routes": ["primary"]},
+            "destinationRule": {
+                "name": "web",
+                "stableSubsetName": "stable",
+                "canarySubsetName": "canary",
+            },
+        }
+    }
+    apply(cluster, *istio_objects())
+    healthy_v1(cluster, autoPromotionEnabled=False, trafficRouting=routing)
+    wait_for("stable subset on a", lambda: subset_slots(cluster) == {"stable": "a", "canary": "b"})
+    cluster.set_image("nginx:1.28")
+    wait_for(
+        "paused for promotion",
+        lambda: cluster.condition("Paused").get("reason") == "PausedForPromotion",
+        timeout=60,
+    )
+    assert subset_slots(cluster)["stable"] == "a", "the preview takes no routed traffic"
+    cluster.action("promote")
+    wait_for("Healthy on b", lambda: cluster.status().get("stableSlot") == "b", timeout=30)
+    wait_for("stable subset on b", lambda: subset_slots(cluster) == {"stable": "b", "canary": "a"})
+    assert cluster.selector("web-active")[SLOT] == "b"
+    vs = cluster.get("virtualservices.v1beta1.networking.istio.io", "web")
+    assert vs is not None
+    assert [r["weight"] for r in vs["spec"]["http"][0]["route"]] == [100, 0]
+    wait_for("previous scaled down", lambda: cluster.replicas("web-a")[0] == 0, timeout=30)
+
+
+def test_header_routes_are_refused_for_blue_green(cluster: Cluster, operator: Operator) -> None:
+    routing = {"managedRoutes": [{"name": "beta"}], "smi": {"trafficSplitName": "web"}}
+    apply(cluster, *services(), rollout(trafficRouting=routing))
+    wait_for(
+        "InvalidSpec",
+        lambda: cluster.condition("InvalidSpec").get("status") == "True",
+        timeout=30,
+    )
+    message = cluster.condition("InvalidSpec")["message"]
+    assert "spec.strategy.blueGreen.trafficRouting.managedRoutes" in message
+    assert cluster.get("deployment", "web-a") is None

@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field
 
 from sluice.api.analysis import RolloutAnalysis
 from sluice.api.base import Model
-from sluice.api.traffic import PRESERVE
+from sluice.api.traffic import PRESERVE, TrafficRouting
 
 MAX_SECONDS = 30 * 24 * 3600
 SERVICE_NAME = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -64,6 +64,13 @@ class BlueGreenStrategy(Model):
         le=MAX_SECONDS,
         description="How long an aborted new version keeps its pods before it is scaled to "
         "zero. Defaults to 30.",
+    )
+    traffic_routing: TrafficRouting | None = Field(
+        default=None,
+        description="Make the switch in an ingress controller or mesh too: the routers send "
+        "all traffic to <name>-stable, which Sluice switches with the active Service, and "
+        "promotion counts only once every router has read it back. Header routes "
+        "(managedRoutes) are a canary's and are refused here.",
     )
     track_config: bool = Field(
         default=False,

@@ -20,6 +20,8 @@ from sluice.api.rollback import GradualRollback, RollbackProgress
 from sluice.api.traffic import PRESERVE, SetCanaryScale, SetHeaderRoute, TrafficRouting
 from sluice.api.webhooks import MAX_WEBHOOKS, GateRecord, Webhook
 
+CANARY_ROUTING = "spec.strategy.canary.trafficRouting"  # the path routers name in messages
+
 GROUP = "sluice.dev"
 VERSION = "v1alpha1"
 ACTION_ANNOTATION = f"{GROUP}/action"
@@ -226,6 +228,17 @@ class Strategy(Model):
         if self.blue_green is not None:
             return self.blue_green.abort_scale_down_delay_seconds
         return self.canary.scale_down_delay_seconds
+
+    def traffic_routing(self) -> TrafficRouting | None:
+        if self.blue_green is not None:
+            return self.blue_green.traffic_routing
+        return self.canary.traffic_routing
+
+    def localize(self, message: str) -> str:
+        """A router's message names canary's trafficRouting; a blue-green's lives elsewhere."""
+        if self.blue_green is None:
+            return message
+        return message.replace(CANARY_ROUTING, "spec.strategy.blueGreen.trafficRouting")
 
     def track_config(self) -> bool:
         if self.blue_green is not None:

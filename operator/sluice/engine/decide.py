@@ -108,7 +108,7 @@ class _Decider:
             return self._invalid(str(exc))
         self.spec = spec
         self.replicas = spec.replicas
-        self.routed = spec.strategy.canary.traffic_routing is not None
+        self.routed = spec.strategy.traffic_routing() is not None
         self.dynamic = self.routed and spec.strategy.canary.dynamic_stable_scale
         if spec.template is None:  # a workloadRef's Deployment the controller could not take
             why = self.obs.rejected.get("child:workload", "the Deployment was not read")
@@ -439,7 +439,15 @@ class _Decider:
         if self.s.post_promotion_run and previous.slot != self.stable_slot:
             self.targets[previous.slot] = (self.replicas, False)  # the revert target
             return
-        if left <= 0 or previous.slot == self.stable_slot:
+        if left <= 0 and self.routed and not self.obs.traffic.settled(self._traffic()):
+            # The routers have not read back the plan that took traffic off it: it keeps
+            # its pods until they have (a router that lags or fails is never a reason to
+            # leave requests without a version to serve them).
+            running = self.obs.slots[previous.slot].replicas
+            self.targets[previous.slot] = (min(running, self.replicas), False)
+            self.waiting_for = self.waiting_for or "routers to verify before the scale-down"
+            self._due_in(VERIFY_POLL_SECONDS)
+        elif left <= 0 or previous.slot == self.stable_slot:
             self.s.previous = None
             self._event("ScaledDown", f"previous revision {previous.revision} scaled to zero")
         else:
@@ -563,7 +571,7 @@ class _Decider:
                 live[route.name] = HeaderRoute(route.name, tuple(route.match))
             else:
                 live.pop(route.name, None)
-        routing = self.spec.strategy.canary.traffic_routing
+        routing = self.spec.strategy.traffic_routing()
         order = [r.name for r in (routing.managed_routes or [])] if routing else []
         return tuple(live[name] for name in order if name in live)
 

@@ -38,7 +38,7 @@ class StepKind(Protocol):
 
 
 def _needs_router(spec: RolloutSpec, where: str, what: str) -> list[str]:
-    if spec.strategy.canary.traffic_routing is None:
+    if spec.strategy.traffic_routing() is None:
         return [f"{where}.{what}: needs spec.strategy.canary.trafficRouting"]
     return []
 
@@ -159,7 +159,7 @@ class SetHeaderRoute:
     def check(self, spec: RolloutSpec, index: int, where: str) -> list[str]:
         problems = _needs_router(spec, where, "setHeaderRoute")
         route = spec.strategy.canary.steps[index].set_header_route
-        routing = spec.strategy.canary.traffic_routing
+        routing = spec.strategy.traffic_routing()
         assert route is not None
         managed = [r.name for r in (routing.managed_routes or [])] if routing else []
         if routing is not None and route.name not in managed:

@@ -13,12 +13,23 @@ _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # a Service name (RFC 
 
 
 def check_traffic(spec: RolloutSpec) -> list[str]:
+    problems = [spec.strategy.localize(p) for p in _check_traffic(spec)]
+    bg = spec.strategy.blue_green
+    if bg is not None and bg.traffic_routing is not None and bg.traffic_routing.managed_routes:
+        problems.append(
+            "spec.strategy.blueGreen.trafficRouting.managedRoutes: header routes are set by "
+            "canary steps; a blue-green rollout has none"
+        )
+    return problems
+
+
+def _check_traffic(spec: RolloutSpec) -> list[str]:
     # Here, not at the top: the routers import the engine's types, so a module-level import
     # would make `import sluice.routers.<any>` (before sluice.engine) a circular import.
     from sluice.routers.factory import capabilities, checks
 
     canary = spec.strategy.canary
-    routing = canary.traffic_routing
+    routing = spec.strategy.traffic_routing()
     problems: list[str] = []
     if routing is None:
         if canary.dynamic_stable_scale:

@@ -80,7 +80,7 @@ class RouteContext:
 
     @property
     def max_weight(self) -> int:
-        routing = self.spec.strategy.canary.traffic_routing
+        routing = self.spec.strategy.traffic_routing()
         return routing.max_traffic_weight if routing else 100
 
     def owned(self, body: Body) -> bool:

@@ -34,9 +34,11 @@ def checks(field: str, spec: RolloutSpec) -> list[str]:
 
 
 def routers(kube: Kube, spec: RolloutSpec) -> RouterSet:
-    routing = spec.strategy.canary.traffic_routing
+    routing = spec.strategy.traffic_routing()
     fields = routing.providers() if routing else []
     providers = [PROVIDERS[f](kube) for f in fields if f in PROVIDERS]
     if spec.strategy.blue_green is not None:
-        providers = [BlueGreenServices(kube)]  # blue-green has no trafficRouting
+        # The user's Services switch first, then the routers (which send all traffic to
+        # <name>-stable): a promotion counts once all of them read it back.
+        providers = [BlueGreenServices(kube), *providers]
     return RouterSet(ServiceRouter(kube), providers)

@@ -252,7 +252,7 @@ class GatewayAPIRouter:
     @staticmethod
     def check(spec: RolloutSpec) -> list[str]:
         """Validation problems (InvalidSpec messages) for what Gateway API cannot do."""
-        routing = spec.strategy.canary.traffic_routing
+        routing = spec.strategy.traffic_routing()
         if routing is None or routing.gateway_api is None:
             return []
         problems = M.header_route_problems(spec, "Gateway API")
@@ -267,7 +267,7 @@ class GatewayAPIRouter:
         return problems
 
     def _routing(self, ctx: RouteContext) -> GatewayAPITrafficRouting:
-        routing = ctx.spec.strategy.canary.traffic_routing
+        routing = ctx.spec.strategy.traffic_routing()
         assert routing is not None and routing.gateway_api is not None
         return routing.gateway_api
 
@@ -285,7 +285,7 @@ class GatewayAPIRouter:
     def _edit(
         self, ctx: RouteContext, body: Body, managed: Managed, plan: TrafficPlan | None
     ) -> Body:
-        routing = ctx.spec.strategy.canary.traffic_routing
+        routing = ctx.spec.strategy.traffic_routing()
         assert routing is not None
         routes = plan.header_routes if plan else ()
         reserved = frozenset(r.name for r in routing.managed_routes or []) | {

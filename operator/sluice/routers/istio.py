@@ -285,7 +285,7 @@ class IstioRouter:
     @staticmethod
     def check(spec: RolloutSpec) -> list[str]:
         """Validation problems (InvalidSpec messages) for what Istio cannot do."""
-        routing = spec.strategy.canary.traffic_routing
+        routing = spec.strategy.traffic_routing()
         if routing is None or routing.istio is None:
             return []
         problems: list[str] = []
@@ -303,7 +303,7 @@ class IstioRouter:
 
     @staticmethod
     def _routing(ctx: RouteContext) -> IstioTrafficRouting:
-        routing = ctx.spec.strategy.canary.traffic_routing
+        routing = ctx.spec.strategy.traffic_routing()
         assert routing is not None and routing.istio is not None
         return routing.istio
 
@@ -335,7 +335,7 @@ class IstioRouter:
         hosts: Hosts,
         plan: TrafficPlan | None,
     ) -> Body:
-        routing = ctx.spec.strategy.canary.traffic_routing
+        routing = ctx.spec.strategy.traffic_routing()
         assert routing is not None
         routes = plan.header_routes if plan else ()
         reserved = frozenset(r.name for r in routing.managed_routes or []) | {

@@ -110,7 +110,7 @@ def canary_annotations(prefix: str, plan: TrafficPlan, max_weight: int) -> dict[
 
 
 def config(ctx: RouteContext) -> NginxTrafficRouting:
-    routing = ctx.spec.strategy.canary.traffic_routing
+    routing = ctx.spec.strategy.traffic_routing()
     if routing is None or routing.nginx is None:
         raise RouterProblem(f"{FIELD}: not set")
     return routing.nginx

@@ -64,7 +64,7 @@ class ServiceRouter:
 
     def roles(self, ctx: RouteContext, plan: TrafficPlan) -> list[tuple[str, str, Slot | None]]:
         """(Service name, role, slot it selects; None: both) in the order they are written."""
-        routed = ctx.spec.strategy.canary.traffic_routing is not None
+        routed = ctx.spec.strategy.traffic_routing() is not None
         stable_canary: list[tuple[str, str, Slot | None]] = [
             (ctx.stable_service, "stable", plan.stable_slot),
             (ctx.canary_service, "canary", plan.canary_slot or other(plan.stable_slot)),

@@ -31,7 +31,7 @@ class RouterSet:
         for provider in self.providers:
             seen = provider.verify(ctx, plan)
             if seen.problem:
-                return TrafficObserved(plan, False, seen.problem)
+                return TrafficObserved(plan, False, ctx.spec.strategy.localize(seen.problem))
             verified = verified and seen.verified
         return TrafficObserved(plan, verified)
 
@@ -41,7 +41,7 @@ class RouterSet:
         for provider in self.providers:  # all or none: no router moves while one cannot
             problem = provider.verify(ctx, plan).problem
             if problem:
-                raise RouterProblem(problem)
+                raise RouterProblem(ctx.spec.strategy.localize(problem))
         written = await self.services.apply(ctx, plan, {"root", "stable"})
         for provider in self.providers:
             written += await provider.apply(ctx, plan)

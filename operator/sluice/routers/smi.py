@@ -59,13 +59,13 @@ def quantity(value: Any) -> float:
 
 
 def split_name(ctx: RouteContext) -> str:
-    routing = ctx.spec.strategy.canary.traffic_routing
+    routing = ctx.spec.strategy.traffic_routing()
     smi = routing.smi if routing else None
     return (smi.traffic_split_name if smi else None) or ctx.name
 
 
 def apex(ctx: RouteContext) -> str:
-    routing = ctx.spec.strategy.canary.traffic_routing
+    routing = ctx.spec.strategy.traffic_routing()
     smi = routing.smi if routing else None
     return (smi.root_service if smi else None) or ctx.name
 
