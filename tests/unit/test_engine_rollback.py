@@ -90,3 +90,26 @@ def test_a_walk_whose_weights_go_up_is_invalid() -> None:
     d = Driver(with_walk(make_spec(STEPS), walk))
     d.step(0)
     assert "gradualRollback.steps: weights may not go up" in d.status.message
+
+
+def test_a_canary_at_100_walks_back_100_75_50_25_10_0() -> None:
+    """The issue's seed: a canary already taking all traffic, not yet promoted."""
+    spec = make_spec([{"setWeight": 100}, {"pause": {}}], replicas=4)
+    d = Driver(spec)
+    d.step(0)
+    d.step(d.cluster.ready_delay)
+    d.step(0, spec=with_image(spec, "web:2"))
+    for _ in range(4):
+        d.step(d.cluster.ready_delay)
+    assert d.status.current_step_index == 1 and d.status.canary_weight == 100
+    d.step(0, action="rollback-gradually")
+    weights = [100]
+    for _ in range(300):
+        d.step(1)
+        assert ready_capacity(d) >= 4, "Ready capacity dropped below replicas"
+        if weights[-1] != d.status.canary_weight:
+            weights.append(d.status.canary_weight)
+        if d.status.abort:
+            break
+    assert weights == [100, 75, 50, 25, 10, 0]
+    assert d.status.abort is not None and d.status.abort.reason == "GradualRollback"
