@@ -111,3 +111,14 @@ def test_a_failing_post_promotion_analysis_switches_back(tmp_path: Path) -> None
     )
     assert bad.verdict == "aborted" and "Completed" in reasons(bad)
     assert bad.message.endswith(f"reverted to {bad.previous}")
+
+
+def test_through_a_traffic_router_it_switches_the_same_way(tmp_path: Path) -> None:
+    routing = {"smi": {"trafficSplitName": "web"}}
+    plain = sim(rollout(tmp_path, autoPromotionSeconds=30), {"readyAfter": "5s"})
+    routed = sim(
+        rollout(tmp_path, autoPromotionSeconds=30, trafficRouting=routing), {"readyAfter": "5s"}
+    )
+    assert routed.verdict == plain.verdict == "promoted"
+    assert routed.seconds == plain.seconds
+    assert reasons(routed) == reasons(plain)
