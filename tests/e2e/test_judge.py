@@ -191,3 +191,23 @@ def test_a_baseline_deployment_goes_at_abort(baseline_stage: Stage) -> None:
     stage.cluster.action("abort", "shop")
     wait_for("aborted", lambda: stage.cluster.status("shop").get("phase") == "Degraded")
     wait_for("the baseline removed", lambda: baseline_deployment(stage) is None, timeout=30)
+
+
+def test_a_baseline_deployment_goes_with_the_rollout(baseline_stage: Stage) -> None:
+    stage = baseline_stage
+    stage.start_canary()
+    made = baseline_created_with_the_canary(stage)
+    owners = made["metadata"]["ownerReferences"]
+    assert [(o["kind"], o["name"]) for o in owners] == [("Rollout", "shop")]
+    assert owners[0]["uid"] == stage.cluster.rollout("shop")["metadata"]["uid"]
+    stage.cluster.kubectl("delete", "rollouts.sluice.dev", "shop", "--wait=false")
+    wait_for("the baseline removed", lambda: baseline_deployment(stage) is None, timeout=60)
+    wait_for(
+        "its pods gone",
+        lambda: (
+            not stage.cluster.kubectl(
+                "get", "pods", "-l", "sluice.dev/baseline=true", "-o", "name"
+            ).split()
+        ),
+        timeout=60,
+    )
