@@ -2,8 +2,11 @@
 
     python app.py --port 8081 --revision abc123
     curl -X POST 'localhost:8081/admin?error_rate=0.2&latency=0.3&breakers=1'
+    curl -X POST 'localhost:8081/admin?tail_rate=0.1&tail_latency=0.3'   # a heavier tail
 
-It serves `/` (answers 500 with probability error_rate, after `latency` seconds),
+It serves `/` (answers 500 with probability error_rate, after `latency` seconds, or
+after `tail_latency` seconds for a share `tail_rate` of requests: the same median, a
+heavier tail),
 `/metrics`, and `/admin` (POST, query parameters as above). With `--load N` it
 also sends itself N requests a second, so that rates exist without a load tester.
 The metrics carry the label names the `prometheus-client` preset of Sluice's
@@ -31,7 +34,13 @@ LATENCY = Histogram(
 )
 BREAKERS = Gauge("circuit_breaker_open", "Open circuit breakers.")
 
-STATE = {"error_rate": 0.0, "latency": 0.002, "breakers": 0.0}
+STATE = {
+    "error_rate": 0.0,
+    "latency": 0.002,
+    "breakers": 0.0,
+    "tail_rate": 0.0,
+    "tail_latency": 0.0,
+}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -45,7 +54,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, body, CONTENT_TYPE_LATEST)
             return
         started = time.perf_counter()
-        time.sleep(STATE["latency"])
+        slow = random.random() < STATE["tail_rate"]
+        time.sleep(STATE["tail_latency"] if slow else STATE["latency"])
         code = 500 if random.random() < STATE["error_rate"] else 200
         REQUESTS.labels(str(code)).inc()
         LATENCY.observe(time.perf_counter() - started)
@@ -91,7 +101,11 @@ def main() -> None:
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     if args.load > 0:
         for _ in range(max(1, int(args.load // 50))):
-            threading.Thread(target=_load, args=(args.port, args.load / max(1, int(args.load // 50))), daemon=True).start()
+            threading.Thread(
+                target=_load,
+                args=(args.port, args.load / max(1, int(args.load // 50))),
+                daemon=True,
+            ).start()
     server.serve_forever()
 
 

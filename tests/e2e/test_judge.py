@@ -211,3 +211,50 @@ def test_a_baseline_deployment_goes_with_the_rollout(baseline_stage: Stage) -> N
         ),
         timeout=60,
     )
+
+
+def test_a_heavier_latency_tail_with_the_same_p50_is_failed_by_the_judge_live(
+    stage: Stage,
+) -> None:
+    """The live demo apps: the canary answers 15 % of requests in 0.3 s, the rest as fast
+    as the stable. A p50 threshold passes it; the latency judge fails it."""
+    provider = {"prometheus": {"address": stage.prometheus.url, "timeout": "5s"}}
+    stage.templates = [
+        {
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "AnalysisTemplate",
+            "metadata": {"name": "http-health"},
+            "spec": {
+                "metrics": [
+                    {
+                        "name": "latency-vs-stable",
+                        "provider": provider,
+                        "interval": "5s",
+                        "judge": {"latency": {}, "maxDuration": "50s", "minSample": 100},
+                    },
+                    {
+                        "name": "p50",
+                        "provider": provider,
+                        "interval": "5s",
+                        "latency": {"quantile": 0.5, "maxSeconds": 0.05, "window": "30s"},
+                    },
+                ]
+            },
+        }
+    ]
+    stage.canary.set(tail_rate=0.15, tail_latency=0.3)
+    stage.start_canary()
+    wait_for(
+        "aborted by the judge",
+        lambda: stage.cluster.status("shop").get("phase") == "Degraded",
+        timeout=120,
+        every=1,
+    )
+    st = stage.cluster.status("shop")
+    assert st["abort"]["reason"] == "AnalysisFailed", st["abort"]
+    assert "latency-vs-stable" in st["abort"]["message"]
+    results = {m["name"]: m for m in stage.run("bg")["status"]["metricResults"]}
+    verdict = results["latency-vs-stable"]["judgeResult"]
+    assert verdict["verdict"] == "Fail" and verdict["canaryN"] >= 100
+    p50 = results["p50"]
+    assert p50["measurements"] and all(m["phase"] == "Successful" for m in p50["measurements"])
