@@ -44,3 +44,35 @@ def test_without_traffic_counts_the_judge_is_inconclusive_and_warned(tmp_path: P
     result = sim(rollout(tmp_path, steps()), {"stable": {"errorRate": 0.01}})
     assert result.verdict == "inconclusive"
     assert any("no canary.errorRate" in w for w in result.warnings), result.warnings
+
+
+def test_each_measurement_carries_the_band_which_narrows_as_counts_grow(tmp_path: Path) -> None:
+    result = sim(
+        rollout(tmp_path, steps()),
+        {"canary": {"errorRate": 0.01}, "stable": {"errorRate": 0.01}},
+    )
+    taken = [m for m in result.measurements if m.metric == "judge"]
+    bands = [(m.lower, m.estimate, m.upper) for m in taken]
+    assert all(lo is not None and est is not None for lo, est, _ in bands), bands
+    finite = [(lo, up) for lo, _, up in bands if up is not None and lo is not None]
+    assert len(finite) >= 3, bands
+    widths = [up - lo for lo, up in finite]
+    assert widths[-1] < widths[0] / 2, widths  # ten looks later: far narrower
+    assert all(lo <= 1.0 <= up for lo, up in finite)  # equal rates: 1 stays inside
+    assert taken[-1].tolerance is not None
+
+
+def test_the_plot_draws_the_judges_band(tmp_path: Path) -> None:
+    import pytest
+
+    pytest.importorskip("matplotlib")
+    from sluice.sim.plot import plot
+
+    result = sim(
+        rollout(tmp_path, steps()),
+        {"canary": {"errorRate": 0.03}, "stable": {"errorRate": 0.005}},
+    )
+    out = tmp_path / "judge.svg"
+    plot(result, out, "judge")
+    svg = out.read_text()
+    assert "confidence sequence" in svg and "tolerated:" in svg

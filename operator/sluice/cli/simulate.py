@@ -294,6 +294,11 @@ def _taken(m: Taken) -> dict[str, Any]:
         "threshold": m.threshold,
         "message": m.message,
         "query": m.query,
+        **(
+            {"estimate": m.estimate, "lower": m.lower, "upper": m.upper}
+            if m.estimate is not None
+            else {}
+        ),
     }
 
 

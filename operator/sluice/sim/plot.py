@@ -114,8 +114,43 @@ def plot(result: Result, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _judge_panel(ax: Any, name: str, taken: list[Taken]) -> None:
+    """A judge: its estimate (canary vs baseline, 1 = the same) inside the confidence
+    sequence, which narrows as evidence comes in; dots are the verdicts so far."""
+    points = [m for m in taken if m.estimate is not None and m.lower is not None]
+    if not points:
+        ax.text(0.5, 0.5, "no data yet", transform=ax.transAxes, ha="center", color="#9e9e9e")
+        ax.set_ylabel(name)
+        return
+    xs = [m.t / 60 for m in points]
+    estimates = [m.estimate or 0.0 for m in points]
+    finite = [m.upper for m in points if m.upper is not None]
+    tolerated = 1 + (points[-1].tolerance or 0.0)
+    top = max([tolerated * 1.5, *estimates, *finite]) * 1.1
+    lows = [m.lower or 0.0 for m in points]
+    highs = [m.upper if m.upper is not None else top for m in points]
+    ax.fill_between(xs, lows, highs, step="post", color="#5c6bc0", alpha=0.2,
+                    label="confidence sequence")  # fmt: skip
+    ax.step(xs, estimates, where="post", color="#283593", linewidth=1.4, label="estimate")
+    for phase, colour in COLOURS.items():
+        mine = [(x, e) for x, e, m in zip(xs, estimates, points, strict=True) if m.phase == phase]
+        if mine:
+            ax.scatter([x for x, _ in mine], [e for _, e in mine], color=colour, s=18, zorder=3)
+    ax.axhline(1.0, color="#616161", linestyle=":", linewidth=1.0, label="no change")
+    ax.axhline(tolerated, color="#c62828", linestyle="--", linewidth=1.2,
+               label=f"tolerated: {tolerated:g}x")  # fmt: skip
+    ax.set_ylim(0, top)
+    ax.set_ylabel(name)
+    ax.set_title(f"{name}: canary / baseline, judged", fontsize=9, loc="left")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+
+
 def _metric_panel(ax: Any, name: str, taken: list[Taken], percent: Any, func: Any) -> None:
     first = taken[0]
+    if first.trigger == "judge":
+        _judge_panel(ax, name, taken)
+        return
     ratio = first.trigger == "errorRate"
     xs = [m.t / 60 for m in taken]
     have = [(x, m.value) for x, m in zip(xs, taken, strict=True) if m.value is not None]

@@ -149,7 +149,7 @@ class Replay:
         run.status, done = await advance(spec, run.status, self.clock, take)
         offset = (self.now - self.start).total_seconds()
         for metric, m in done:
-            item = taken(offset, name, spec, metric, m)
+            item = taken(offset, name, spec, metric, m, run.status)
             self.result.measurements.append((self.now, run.where, item))
             if self.on_measure is not None:
                 self.on_measure(self.now, run.where, item)

@@ -85,6 +85,12 @@ class Taken:
     threshold: float | None  # the number in `result <= N`-style conditions
     message: str  # the judgement, without the query
     query: str
+    # A judge's estimate (ratio of rates or of tail shares) and its confidence sequence, as
+    # of this measurement: the band that narrows as evidence comes in. None: not a judge.
+    estimate: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    tolerance: float | None = None  # the tolerated relative effect: the band's line
 
 
 @dataclass(frozen=True)
@@ -185,7 +191,22 @@ def _number(text: str | None) -> float | None:
         return None
 
 
-def taken(t: float, run: str, spec: AnalysisRunSpec, metric: Metric, m: Measurement) -> Taken:
+def taken(
+    t: float,
+    run: str,
+    spec: AnalysisRunSpec,
+    metric: Metric,
+    m: Measurement,
+    status: AnalysisRunStatus | None = None,
+) -> Taken:
+    judged = next(
+        (
+            r.judge_result
+            for r in (status.metric_results if status else [])
+            if r.name == metric.name
+        ),
+        None,
+    )
     if metric.judge is not None:  # the value is the e-value; it fails at 1/alpha
         bound: float | None = 1 / metric.judge.alpha
         condition = f"judge: e < {bound:g}"
@@ -208,6 +229,10 @@ def taken(t: float, run: str, spec: AnalysisRunSpec, metric: Metric, m: Measurem
         threshold=bound,
         message=m.message.split("; query `", 1)[0],
         query=m.query,
+        estimate=judged.estimate if judged else None,
+        lower=judged.lower if judged else None,
+        upper=judged.upper if judged else None,
+        tolerance=judged.tolerance if judged else None,
     )
 
 
@@ -438,7 +463,7 @@ class _Simulation:
 
             run.status, done = await advance(run.spec, run.status, self.clock, take)
             for metric, m in done:
-                self.fresh.append(taken(self.t, name, run.spec, metric, m))
+                self.fresh.append(taken(self.t, name, run.spec, metric, m, run.status))
 
     def _run_wakeups(self) -> list[float]:
         out = []
