@@ -76,3 +76,28 @@ def test_the_plot_draws_the_judges_band(tmp_path: Path) -> None:
     plot(result, out, "judge")
     svg = out.read_text()
     assert "confidence sequence" in svg and "tolerated:" in svg
+
+
+LATENCY = metric("tail", judge={"latency": {}, "maxDuration": "5m"})
+
+
+def test_a_heavier_latency_tail_with_the_same_p50_is_failed_by_the_latency_judge(
+    tmp_path: Path,
+) -> None:
+    same = {"p50": 0.05, "p99": 0.12}
+    result = sim(
+        rollout(tmp_path, steps(LATENCY)),
+        {"canary": {"latency": {"p50": 0.05, "p99": 0.6}}, "stable": {"latency": same}},
+    )
+    assert result.verdict == "aborted" and result.reason == "AnalysisFailed", result.message
+    assert not result.warnings
+    equal = sim(
+        rollout(tmp_path, steps(LATENCY)),
+        {"canary": {"latency": same}, "stable": {"latency": same}},
+    )
+    assert equal.verdict == "promoted", equal.message
+
+
+def test_a_latency_judge_without_latency_in_the_scenario_is_warned(tmp_path: Path) -> None:
+    result = sim(rollout(tmp_path, steps(LATENCY)), {"canary": {"errorRate": 0.01}})
+    assert any("no canary.latency" in w for w in result.warnings), result.warnings

@@ -12,6 +12,10 @@ A small evaluator for the query shapes the built-in triggers write
 * judge errors `sum(increase(M{SEL, code=~"5.."}[W])) or vector(0)` and
   `sum(increase(M{SEL}[W]))` -> `requestRate` (default 10/s) x W requests, of which the
   `errorRate` share are errors (expected counts, no noise); no errorRate: no data.
+* judge latency `sum(increase(M_bucket{SEL, le=~"B"}[W])) or vector(0)` -> of those
+  requests, the share at most B seconds under a log-normal latency fitted to the version's
+  `latency` quantiles (two or more: through the lowest and the highest; one: a spread of
+  sigma 0.5 around it); no latency: no data.
 
 Any query, built-in or not, is first answered from the version's `series` entry named
 like the metric, when there is one. Other queries get an empty answer (no data). For
@@ -26,10 +30,12 @@ else (the new template's, or nothing recognised) is `canary`.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from statistics import NormalDist
 
 from sluice.metrics.base import QueryResult
 from sluice.sim.scenario import Scenario
@@ -55,6 +61,12 @@ _JUDGE_BAD = re.compile(
 _JUDGE_ALL = re.compile(
     rf"^sum\(increase\((?P<m>{_NAME})\{{(?P<sel>.*)\}}\[(?P<w>\d+)s\]\)\)$", re.S
 )
+_JUDGE_BUCKET = re.compile(
+    rf"^sum\(increase\((?P<m>{_NAME})_bucket\{{(?P<sel>.*), le=~?\"(?P<le>(?:[^\"\\]|\\.)*)\"\}}"
+    rf"\[(?P<w>\d+)s\]\)\) or vector\(0\)$",
+    re.S,
+)
+DEFAULT_SIGMA = 0.5  # log-normal spread when the scenario gives one latency quantile
 _BREAKER = re.compile(rf"^sum\((?P<m>{_NAME})\{{(?P<sel>.*)\}}\) or vector\(0\)$", re.S)
 _UNESCAPE = re.compile(r"\\(.)")
 
@@ -65,6 +77,7 @@ class Shape:
     matchers: tuple[tuple[str, str, str], ...]  # (label, op, value), unescaped
     quantile: str = ""  # latency: repr of the quantile
     seconds: float = 0.0  # judge counts: the increase() window
+    bound: float = 0.0  # judge latency: the bucket's upper bound, in seconds
 
 
 def _matchers(text: str) -> tuple[tuple[str, str, str], ...]:
@@ -88,6 +101,19 @@ def shape(query: str) -> Shape:
         except ValueError:
             q = found.group("q")
         return Shape("latency", _matchers(found.group("sel")), q)
+    found = _JUDGE_BUCKET.match(text)
+    if found:
+        first = _UNESCAPE.sub(r"\1", found.group("le")).split("|")[0].replace("\\", "")
+        try:
+            bound = math.inf if first == "+Inf" else float(first)
+        except ValueError:
+            return Shape("other", _matchers(text))
+        if found.group("m").endswith("_milliseconds"):
+            bound /= 1000
+        return Shape(
+            "judgeBucket", _matchers(found.group("sel")), seconds=float(found.group("w")),
+            bound=bound,
+        )  # fmt: skip
     for kind, rx in (("judgeErrors", _JUDGE_BAD), ("judgeRequests", _JUDGE_ALL)):
         found = rx.match(text)
         if found:
@@ -157,14 +183,42 @@ class EmbeddedProvider:
 
     def _counted(self, found: Shape, who: str, t: float) -> list[float]:
         """A judge's count over the window ending at `t`: expected requests (or errors)."""
+        if found.kind == "judgeBucket":
+            share = self._at_most(who, found.bound, t)
+            return [] if share is None else [self._requests(who, found.seconds, t) * share]
         ratio = self.scenario.curve(who, "errorRate")
         share = ratio.at(t) if ratio is not None else None
         if share is None:
             return []
+        total = self._requests(who, found.seconds, t)
+        return [total * share if found.kind == "judgeErrors" else total]
+
+    def _requests(self, who: str, seconds: float, t: float) -> float:
         rate = self.scenario.curve(who, "requestRate")
         per_second = rate.at(t) if rate is not None else 10.0
-        total = max(0.0, per_second or 0.0) * found.seconds
-        return [total * share if found.kind == "judgeErrors" else total]
+        return max(0.0, per_second or 0.0) * seconds
+
+    def _at_most(self, who: str, bound: float, t: float) -> float | None:
+        """The share of requests answered within `bound` seconds (None: no latency data)."""
+        if math.isinf(bound):
+            return 1.0
+        points = sorted(
+            (float(q), value)
+            for (version, kind, q), curve in self.scenario.curves.items()
+            if version == who and kind == "latency" and q.replace(".", "", 1).isdigit()
+            for value in [curve.at(t)]
+            if value is not None and value > 0
+        )
+        if not points:
+            return None
+        normal = NormalDist()
+        (q1, x1), (q2, x2) = points[0], points[-1]
+        if q2 > q1 and x2 > x1:
+            sigma = (math.log(x2) - math.log(x1)) / (normal.inv_cdf(q2) - normal.inv_cdf(q1))
+        else:
+            sigma = DEFAULT_SIGMA
+        mu = math.log(x1) - sigma * normal.inv_cdf(q1)
+        return normal.cdf((math.log(bound) - mu) / sigma) if bound > 0 else 0.0
 
     def _t(self, at: datetime | None) -> float:
         return 0.0 if at is None else (at - self.epoch).total_seconds()

@@ -253,10 +253,19 @@ def unanswered(loaded: Loaded, scenario: Scenario) -> list[str]:
             if trigger == "judge":
                 judge = metric.judge
                 assert judge is not None
-                if judge.errors is None:
+                if judge.latency is not None:
+                    if not any(
+                        who == "canary" and kind == "latency" for who, kind, _ in scenario.curves
+                    ):
+                        out.append(
+                            f"metric {metric.name}: the scenario has no canary.latency: every "
+                            "answer is 'no data'"
+                        )
+                elif judge.errors is None:
                     out.append(
-                        f"metric {metric.name}: simulate answers judge errors only, not "
-                        "counts or latency: every answer is 'no data'"
+                        f"metric {metric.name}: simulate answers judge errors and latency, "
+                        "not counts of your own queries: every answer is 'no data' (use "
+                        "--prometheus)"
                     )
                 elif scenario.curve("canary", "errorRate") is None:
                     out.append(
