@@ -35,6 +35,8 @@ class Configs:
         self.secrets = secrets  # --track-secrets: the operator may watch and copy Secrets
         self.bodies: dict[Where, Body] = {}
         self.readers: dict[Where, set[Key]] = {}
+        self.reads: dict[Key, set[Where]] = {}  # the reverse of readers, so a reconcile
+        # forgets only its own (not a scan of every tracked object)
         self.wanted: dict[Key, dict[str, Where]] = {}  # copy name -> source, per Rollout
 
     def kinds(self) -> list[str]:
@@ -68,8 +70,12 @@ class Configs:
 
     def forget(self, key: Key) -> None:
         self.wanted.pop(key, None)
-        for readers in self.readers.values():
-            readers.discard(key)
+        for where in self.reads.pop(key, set()):
+            readers = self.readers.get(where)
+            if readers is not None:
+                readers.discard(key)
+                if not readers:
+                    del self.readers[where]
 
     # ------------------------------------------------------------ before decide
 
@@ -86,8 +92,7 @@ class Configs:
             return raw, False
         namespace = key[0]
         track_all = _tracks(raw)
-        for readers in self.readers.values():
-            readers.discard(key)
+        self.forget(key)
         copies: dict[C.Source, str] = {}
         wanted: dict[str, Where] = {}
         missing = False
@@ -105,10 +110,12 @@ class Configs:
             if not (track_all or label == "true"):
                 continue
             self.readers.setdefault(where, set()).add(key)
+            self.reads.setdefault(key, set()).add(where)
             target = C.copy_name(name, C.content_hash(kind, body))
             copies[(kind, name)] = target
             wanted[target] = where
-        self.wanted[key] = wanted
+        if wanted:
+            self.wanted[key] = wanted
         if not copies:
             return raw, missing
         return {**raw, "template": C.rewritten(template, copies)}, missing
