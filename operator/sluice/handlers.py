@@ -37,6 +37,9 @@ class Options:
     namespaces: list[str] = dataclasses.field(default_factory=list)  # empty: all namespaces
     host: str = "0.0.0.0"
     port: int = 8080
+    alerts_port: int = (
+        0  # the alert webhook's own port (a NetworkPolicy can tell it apart); 0: port
+    )
     workers: int = 8
     api_limit: int = 8  # Kubernetes calls in flight from the reconcilers
     webhook_interval: float = 10.0  # between two calls of a gate that did not allow
@@ -89,7 +92,12 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     STATE["kube"] = kube
     # Health, metrics and the webhook are served at once, by a standby too (/readyz: 200).
     application = server.app(_ready)
-    application.router.add_post("/v1/alerts", _alerts)
+    if OPTIONS.alerts_port:
+        webhook = web.Application(client_max_size=alerts.MAX_BODY)
+        webhook.router.add_post("/v1/alerts", _alerts)
+        STATE["alerts_runner"] = await server.serve(webhook, OPTIONS.host, OPTIONS.alerts_port)
+    else:
+        application.router.add_post("/v1/alerts", _alerts)
     STATE["runner"] = await server.serve(application, OPTIONS.host, OPTIONS.port)
     await _lead(kube)
     controller = Controller(
@@ -169,8 +177,9 @@ async def cleanup(**_: Any) -> None:
     if "elector" in STATE:
         await STATE["elector"].release()
         STATE["elector"].close()
-    if "runner" in STATE:
-        await STATE["runner"].cleanup()
+    for runner in ("runner", "alerts_runner"):
+        if runner in STATE:
+            await STATE[runner].cleanup()
     if "kube" in STATE:
         STATE["kube"].close()
 

@@ -31,7 +31,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
 WORKLOAD_RULES = {
     ("sluice.dev", "rollouts"): {"list", "watch", "patch"},
     ("sluice.dev", "rollouts/status"): {"update"},
-    ("sluice.dev", "analysisruns"): {"list", "watch", "create", "patch", "delete"},
+    ("sluice.dev", "analysisruns"): {"get", "list", "watch", "create", "patch", "delete"},
     ("sluice.dev", "analysisruns/status"): {"update"},
     ("sluice.dev", "analysistemplates"): {"get"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
@@ -292,6 +292,32 @@ def test_alert_webhook_service_token_and_flag() -> None:
     policy = one(objects, "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     assert policy["spec"]["ingress"][0]["from"] == [{"namespaceSelector": {}}]
+    # the webhook has its own port: the metrics rule does not open it, its rule does
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--alerts-port=8081" in args
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": 8080,
+        "alerts": 8081,
+    }
+    assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == ["http"]
+    assert [p["port"] for p in policy["spec"]["ingress"][1]["ports"]] == ["alerts"]
+    assert "from" not in policy["spec"]["ingress"][1]  # alertsFrom empty: any peer
+    alerts_service = next(
+        s for s in of_kind(objects, "Service") if s["metadata"]["name"] == "sluice-alerts"
+    )
+    assert alerts_service["spec"]["ports"][0]["targetPort"] == "alerts"
+    only_am = render(
+        {
+            "alerts": {"enabled": True},
+            "networkPolicy": {
+                "enabled": True,
+                "metricsFrom": [{"podSelector": {"matchLabels": {"app": "prometheus"}}}],
+                "alertsFrom": [{"podSelector": {"matchLabels": {"app": "alertmanager"}}}],
+            },
+        }
+    )
+    rules = one(only_am, "NetworkPolicy")["spec"]["ingress"]
+    assert rules[1]["from"] == [{"podSelector": {"matchLabels": {"app": "alertmanager"}}}]
     # an existing Secret: none created, the flag names it
     existing = render({"alerts": {"enabled": True, "token": {"existingSecret": "mine"}}})
     assert of_kind(existing, "Secret") == []

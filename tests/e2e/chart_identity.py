@@ -61,7 +61,8 @@ class ChartIdentity:
         """The `sluice run` flags of the chart's Deployment, minus those the test sets."""
         deploy = next(o for o in self.objects if o["kind"] == "Deployment")
         args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
-        skip = ("--host=", "--port=", "--namespace=", "--log-json")
+        # (--alerts-port: the tests post alerts to the operator's one port)
+        skip = ("--host=", "--port=", "--alerts-port=", "--namespace=", "--log-json")
         return [
             a.replace("$(POD_NAMESPACE)", self.cluster.namespace)
             for a in args

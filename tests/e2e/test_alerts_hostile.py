@@ -86,3 +86,39 @@ def test_a_hostile_batch_still_aborts_the_canary_once(
         if report is not None and report.failed:
             sys.stderr.write(s.operator.log.read_text()[-15000:])
         s.close()
+
+
+def test_with_alerts_port_the_webhook_answers_there_only(
+    cluster: Cluster,
+    tmp_path: Path,
+    token_secret: list[str],  # noqa: F811
+) -> None:
+    """--alerts-port (the chart sets it): a NetworkPolicy can admit Alertmanager to the
+    webhook without opening /metrics, and the metrics port has no webhook."""
+    from tests.e2e.conftest import Operator
+    from tests.support.prometheus import free_port
+
+    port = free_port()
+    op = Operator(cluster.kubeconfig, cluster.namespace, tmp_path / "operator.log")
+    op.args = [*token_secret, "--alerts-port", str(port)]
+    op.start()
+    try:
+
+        def post(to: int, token: str) -> int:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{to}/v1/alerts",
+                data=json.dumps(alert(cluster.namespace)).encode(),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return int(r.status)
+            except urllib.error.HTTPError as exc:
+                with exc:
+                    return int(exc.code)
+
+        assert post(port, "wrong") == 401
+        wait_for("the token read", lambda: post(port, TOKEN) in (200, 202))
+        assert post(op.port, TOKEN) in (404, 405)
+    finally:
+        op.stop()

@@ -65,10 +65,11 @@ handlers.py and the routers). Shared by the ClusterRole and the per-namespace Ro
 - apiGroups: [sluice.dev]
   resources: [rollouts/status, analysisruns/status]
   verbs: [update]
-# AnalysisRuns are Sluice's children: created, terminated (patch), pruned (delete).
+# AnalysisRuns are Sluice's children: created, terminated (patch), pruned (delete); an
+# alert's run is read back (get) when a second alert of one batch finds it made (409).
 - apiGroups: [sluice.dev]
   resources: [analysisruns]
-  verbs: [list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [sluice.dev]
   resources: [analysistemplates]
   verbs: [get]

@@ -44,6 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     handlers.OPTIONS.namespaces = list(args.watch_namespaces or [])
     handlers.OPTIONS.host = args.host
     handlers.OPTIONS.port = args.port
+    handlers.OPTIONS.alerts_port = args.alerts_port
     handlers.OPTIONS.workers = args.workers
     handlers.OPTIONS.api_limit = args.api_limit
     handlers.OPTIONS.webhook_interval = args.webhook_interval
@@ -182,6 +183,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", default=argparse.SUPPRESS)
     run.add_argument("--host", default="0.0.0.0", help="address for /healthz, /readyz, /metrics")
     run.add_argument("--port", type=int, default=8080, help="port for /healthz, /readyz, /metrics")
+    run.add_argument(
+        "--alerts-port",
+        type=int,
+        default=0,
+        help="serve the alert webhook POST /v1/alerts on its own port (so a NetworkPolicy "
+        "can admit Alertmanager there only); default: on --port",
+    )
     run.add_argument("--workers", type=int, default=8, help="Rollouts reconciled at once")
     run.add_argument("--api-limit", type=int, default=8, help="Kubernetes API calls in flight")
     run.add_argument(

@@ -10,7 +10,7 @@ A scenario file (YAML), every field optional; times are from the template change
       ready: true             # false: its pods never become Ready
       errorRate: 0.002        # ratio of 5xx responses (errorRate triggers, judge errors)
       requestRate: 10         # requests/s, which judge metrics count (default 10)
-      latency: {p99: 0.18}    # seconds, by quantile (latency triggers, judge latency); or one series
+      latency: {p99: 0.18}  # seconds, by quantile (latency triggers and judges), or one series
       circuitBreaker: 0       # open breakers (circuitBreaker triggers)
       series:                 # any metric by its name (own queries, or to override)
         checkout-p95: [{at: 0s, value: 0.1}, {at: 10m, value: 0.4}]
