@@ -30,6 +30,8 @@ RUN /opt/sluice/bin/pip install --no-cache-dir --no-deps --no-compile . \
  && /opt/sluice/bin/python -m compileall -q -j 0 /opt/sluice/lib
 
 FROM ${PYTHON_IMAGE}
+# Declared again: an ARG before the first FROM is not seen inside a stage (base.name).
+ARG PYTHON_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.conftest import Cluster, wait_for
+from tests.e2e.conftest import Cluster, server_minor, wait_for
 
 RBAC_KINDS = (
     "ServiceAccount",
@@ -84,6 +84,13 @@ class ChartIdentity:
             if o["kind"].startswith("Cluster")
         ]
         account = next(o for o in chosen if o["kind"] == "ServiceAccount")["metadata"]["name"]
+        if server_minor(self.cluster.kubeconfig) >= 24:  # no token Secrets: TokenRequest
+            token = self.cluster.kubectl("create", "token", account, "--duration=2h").strip()
+        else:
+            token = self._secret_token(account)
+        return self._kubeconfig(account, token)
+
+    def _secret_token(self, account: str) -> str:
         secret = wait_for(
             "the ServiceAccount token",
             lambda: next(
@@ -100,7 +107,9 @@ class ChartIdentity:
                 None,
             ),
         )
-        token = base64.b64decode(secret["data"]["token"]).decode()
+        return base64.b64decode(secret["data"]["token"]).decode()
+
+    def _kubeconfig(self, account: str, token: str) -> str:
         admin = yaml.safe_load(Path(self.cluster.kubeconfig).read_text())
         server = admin["clusters"][0]["cluster"]
         config = {
