@@ -146,6 +146,7 @@ class Operator:
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.args: list[str] = []  # extra `sluice run` flags, set before start()
+        self.cluster_wide = False  # True: no --namespace (pair it with --instance)
 
     def start(self) -> None:
         with socket.socket() as sock:
@@ -159,8 +160,7 @@ class Operator:
                 "-m",
                 "sluice",
                 "run",
-                "--namespace",
-                self.namespace,
+                *([] if self.cluster_wide else ["--namespace", self.namespace]),
                 "--host",
                 "127.0.0.1",
                 "--port",

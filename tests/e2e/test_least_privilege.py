@@ -99,3 +99,54 @@ def test_job_gates_and_webhooks_as_the_chart_identity(cluster: Cluster, tmp_path
         op.stop()
         gates.server.shutdown()
         identity.close()
+
+
+def test_cluster_wide_mode_with_track_config_and_blue_green_as_the_chart_identity(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The chart's default, cluster-wide mode, run by a real process watching every
+    namespace (kept to this test's Rollouts by a shard label): trackConfig's watch,
+    labelling, copies and pruning, and a blue-green switch of the user's Service, with the
+    rendered ClusterRole only. No 403 anywhere in the log (403s that the code would
+    otherwise swallow are logged as forbidden)."""
+    from tests.e2e import test_bluegreen as bg
+    from tests.e2e import test_track_config as tc
+
+    identity = ChartIdentity(cluster, tmp_path, {"watchNamespaces": []})
+    kubeconfig = identity.install()
+    assert identity.cluster_scoped, "cluster-wide mode renders a ClusterRole"
+    shard = {"sluice.dev/controller-instance": cluster.namespace}
+    op = Operator(kubeconfig, cluster.namespace, tmp_path / "operator.log")
+    op.cluster_wide = True
+    op.args = [*identity.deployment_args(), "--instance", cluster.namespace]
+    try:
+        op.start()
+        tc.config_map(cluster, "v1")
+        web = tc.rollout(track=True)
+        web["metadata"]["labels"] = shard
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(web))
+        wait_for("v1 Healthy", lambda: cluster.status().get("phase") == "Healthy", timeout=90)
+        first = tc.env_source(cluster, "web-a")
+        tc.config_map(cluster, "v2", {"sluice.dev/track-config": "auto"})
+        wait_for("a canary of the new config", lambda: tc.at_pause(cluster), timeout=60)
+        cluster.action("promote")
+        wait_for("v2 promoted", lambda: cluster.status().get("stableSlot") == "b", timeout=60)
+        tc.config_map(cluster, "v3", {"sluice.dev/track-config": "auto"})
+        wait_for("v3 at the pause", lambda: tc.at_pause(cluster), timeout=60)
+        wait_for("v1's copy pruned", lambda: cluster.get("configmap", first) is None)
+
+        blue = bg.rollout(name="shop")
+        blue["metadata"]["labels"] = shard
+        blue["spec"]["template"]["metadata"]["labels"] = {"app": "web"}
+        blue["spec"]["selector"] = {"matchLabels": {"app": "web", "tier": "shop"}}
+        blue["spec"]["template"]["metadata"]["labels"]["tier"] = "shop"
+        bg.apply(cluster, *bg.services(), blue)
+        wait_for("shop Healthy", lambda: cluster.status("shop").get("phase") == "Healthy")
+        wait_for("active on a", lambda: cluster.selector("web-active").get(bg.SLOT) == "a")
+        cluster.set_image("nginx:1.28", name="shop")
+        wait_for("switched", lambda: cluster.selector("web-active").get(bg.SLOT) == "b", 90)
+        denied = [line for line in op.log.read_text().splitlines() if "orbidden" in line]
+        assert denied == [], "\n".join(denied[:5])
+    finally:
+        op.stop()
+        identity.close()

@@ -8,12 +8,14 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from sluice import logs
 from sluice import telemetry as M
 from sluice.cluster import configs as C
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube
 from sluice.controller.cache import Body, Key, newer
 
+log = logs.get("sluice.configs")
 Where = tuple[str, str, str]  # (kind, namespace, name)
 KINDS: dict[str, str] = {"ConfigMap": "config_map", "Secret": "secret"}
 
@@ -132,6 +134,9 @@ class Configs:
                 getattr(api, f"patch_namespaced_{KINDS[kind]}"), name, namespace, patch
             )
         except ApiException as exc:
+            if exc.status == 403:  # said, not swallowed: RBAC narrower than trackConfig
+                log.warning("forbidden: cannot label a tracked config", kind=kind, name=name,
+                            namespace=namespace)  # fmt: skip
             if exc.status in (403, 404):
                 return None
             raise

@@ -9,12 +9,15 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from sluice import logs
 from sluice import telemetry as M
 from sluice.api.rollout import WorkloadRef
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube
 from sluice.controller.cache import Body, Key, newer, slim
 from sluice.engine.types import WorkloadObserved
+
+log = logs.get("sluice.workloads")
 
 
 class Workloads:
@@ -46,6 +49,8 @@ class Workloads:
         try:
             return await self.kube.raw(self.kube.apps.read_namespaced_deployment, name, namespace)
         except ApiException as exc:
+            if exc.status == 403:  # said, not swallowed: the RBAC lacks get on Deployments
+                log.warning("forbidden: cannot read a workloadRef", name=name, namespace=namespace)
             if exc.status in (403, 404):
                 return None
             raise
