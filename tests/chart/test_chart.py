@@ -355,6 +355,17 @@ def test_rules_and_panels_select_the_job_the_servicemonitor_scrapes() -> None:
         assert f'job="{job}"' in down
 
 
+def test_every_alert_has_a_runbook_entry() -> None:
+    rule = one(render(COMBINATIONS["monitoring"]), "PrometheusRule")
+    alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    sections = re.findall(r"^## (\S+)$", runbook, re.M)
+    assert alerts and set(alerts) <= set(sections), set(alerts) - set(sections)
+    for alert in alerts:  # what it means, what to look at, what to do
+        entry = runbook.split(f"## {alert}\n", 1)[1].split("\n## ", 1)[0]
+        assert all(part in entry for part in ("**Means:**", "**Look at:**", "**Do:**")), alert
+
+
 def test_rule_labels_and_dashboard_namespace_and_labels() -> None:
     objects = render(
         {
