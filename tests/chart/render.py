@@ -60,3 +60,25 @@ def permissions(objects: list[Obj]) -> set[tuple[str, str, str, str, str]]:
                     for verb in rule.get("verbs", []):
                         out.add((role["kind"], ns, group, resource, verb))
     return out
+
+
+def scrape_job(objects: list[Obj]) -> str:
+    """The `job` label Prometheus Operator gives the targets of the release's ServiceMonitor:
+    the scraped Service's name, or the value of its `jobLabel` label, then the endpoint's
+    relabelings. Only the relabelings a chart would write are understood (a literal
+    replacement into `job`); anything else fails here rather than guessing."""
+    monitor = one(objects, "ServiceMonitor")
+    wanted = monitor["spec"]["selector"]["matchLabels"].items()
+    (service,) = [
+        s for s in of_kind(objects, "Service") if wanted <= s["metadata"]["labels"].items()
+    ]
+    job = str(service["metadata"]["name"])
+    if "jobLabel" in monitor["spec"]:
+        job = str(service["metadata"]["labels"].get(monitor["spec"]["jobLabel"], job))
+    (endpoint,) = monitor["spec"]["endpoints"]
+    for rule in endpoint.get("relabelings", []):
+        if rule.get("targetLabel") != "job":
+            continue
+        assert rule.get("action", "replace") == "replace" and not rule.get("sourceLabels"), rule
+        job = str(rule["replacement"])
+    return job

@@ -7,11 +7,22 @@ election flags), the PodDisruptionBudget, and RBAC that names every verb and res
 from __future__ import annotations
 
 import filecmp
+import json
+import re
 from typing import Any
 
 import pytest
 
-from tests.chart.render import CHART, ROOT, notes, of_kind, one, permissions, render
+from tests.chart.render import (
+    CHART,
+    ROOT,
+    notes,
+    of_kind,
+    one,
+    permissions,
+    render,
+    scrape_job,
+)
 
 pytest.importorskip("helm_python")
 
@@ -24,6 +35,13 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "alerts": {"enabled": True},
     },
     "single": {"replicaCount": 1, "leaderElection": {"enabled": False}},
+    "monitoring": {
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "dashboard": {"enabled": True},
+        }
+    },
 }
 
 # What Sluice calls, per (apiGroup, resource): read from cluster/kube.py, controller/*,
@@ -280,6 +298,95 @@ def test_metrics_service_and_optional_servicemonitor() -> None:
     )
 
 
+def dashboard_of(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        c
+        for c in of_kind(objects, "ConfigMap")
+        if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    ]
+
+
+def queries(objects: list[dict[str, Any]]) -> list[str]:
+    """Every PromQL expression of the release's rules and dashboard panels."""
+    rule = one(objects, "PrometheusRule")
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    (config,) = dashboard_of(objects)
+    board = json.loads(config["data"]["sluice.json"])
+    return exprs + [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+
+
+def test_rules_and_dashboard_are_installed_only_when_switched_on() -> None:
+    import yaml
+
+    off = render(COMBINATIONS["servicemonitor"])
+    assert of_kind(off, "PrometheusRule") == [] and dashboard_of(off) == []
+    on = render(COMBINATIONS["monitoring"])
+    rule = one(on, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == "sluice-system"
+    shipped = yaml.safe_load((CHART / "rules" / "sluice-rules.yaml").read_text())
+    assert rule["spec"] == shipped["spec"]  # the default job is the file's own
+    (config,) = dashboard_of(on)
+    assert config["metadata"]["namespace"] == "sluice-system"
+    shipped_board = json.loads((CHART / "dashboards" / "sluice.json").read_text())
+    assert json.loads(config["data"]["sluice.json"]) == shipped_board
+    # each switch alone
+    only_rule = render({"metrics": {"prometheusRule": {"enabled": True}}})
+    assert len(of_kind(only_rule, "PrometheusRule")) == 1 and dashboard_of(only_rule) == []
+    only_board = render({"metrics": {"dashboard": {"enabled": True}}})
+    assert of_kind(only_board, "PrometheusRule") == [] and len(dashboard_of(only_board)) == 1
+
+
+def test_rules_and_panels_select_the_job_the_servicemonitor_scrapes() -> None:
+    # the Service is <fullname>-metrics: without the relabeling that would be the job
+    monitoring = COMBINATIONS["monitoring"]["metrics"]
+    for name, values, expected in (
+        ("sluice", {"metrics": monitoring}, "sluice"),
+        ("ops", {"metrics": {**monitoring, "job": "sluice-ops"}}, "sluice-ops"),
+        ("team-b", {"fullnameOverride": "canary", "metrics": monitoring}, "sluice"),
+    ):
+        objects = render(values, name=name)
+        job = scrape_job(objects)
+        assert job == expected
+        selected = [m for q in queries(objects) for m in re.findall(r'job="([^"]*)"', q)]
+        assert selected and set(selected) == {job}, (name, selected)
+        # the operator's own series are job-scoped: another release's do not count
+        down = next(q for q in queries(objects) if q.startswith("absent(up"))
+        assert f'job="{job}"' in down
+
+
+def test_every_alert_has_a_runbook_entry() -> None:
+    rule = one(render(COMBINATIONS["monitoring"]), "PrometheusRule")
+    alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    sections = re.findall(r"^## (\S+)$", runbook, re.M)
+    assert alerts and set(alerts) <= set(sections), set(alerts) - set(sections)
+    for alert in alerts:  # what it means, what to look at, what to do
+        entry = runbook.split(f"## {alert}\n", 1)[1].split("\n## ", 1)[0]
+        assert all(part in entry for part in ("**Means:**", "**Look at:**", "**Do:**")), alert
+
+
+def test_rule_labels_and_dashboard_namespace_and_labels() -> None:
+    objects = render(
+        {
+            "metrics": {
+                "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
+                "dashboard": {
+                    "enabled": True,
+                    "namespace": "grafana",
+                    "labels": {"team": "ops"},
+                    "annotations": {"grafana_folder": "Sluice"},
+                },
+            }
+        }
+    )
+    assert one(objects, "PrometheusRule")["metadata"]["labels"]["release"] == "prom"
+    (config,) = dashboard_of(objects)
+    assert config["metadata"]["namespace"] == "grafana"
+    assert config["metadata"]["labels"]["team"] == "ops"
+    assert config["metadata"]["annotations"] == {"grafana_folder": "Sluice"}
+
+
 def test_alert_webhook_service_token_and_flag() -> None:
     objects = render(COMBINATIONS["networkpolicy"])
     secret = one(objects, "Secret")
@@ -329,7 +436,13 @@ def test_alert_webhook_service_token_and_flag() -> None:
 def test_schema_refuses_unknown_and_wrong_values() -> None:
     import helm_python
 
-    for bad in ({"replicas": 2}, {"replicaCount": 0}, {"watchNamespaces": ["Not_A_Name"]}):
+    for bad in (
+        {"replicas": 2},
+        {"replicaCount": 0},
+        {"watchNamespaces": ["Not_A_Name"]},
+        {"metrics": {"job": 'x"} or vector(1) #'}},  # lands in PromQL selectors
+        {"metrics": {"dashboard": {"namespace": "Not_A_Name"}}},
+    ):
         with pytest.raises(helm_python.HelmValuesError):
             render(bad)
 

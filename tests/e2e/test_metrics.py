@@ -1,6 +1,10 @@
 """The operator's /metrics through a real Prometheus: every dashboard panel's and every
 alert rule's query parses and returns data, from three real canaries (one promoted, one
-aborted by its analysis, one whose analysis cannot reach its provider)."""
+aborted by its analysis, one whose analysis cannot reach its provider).
+
+The rules, the dashboard and the scrape job are the chart's: what an install with its
+ServiceMonitor, PrometheusRule and dashboard switches on gives Prometheus and Grafana, so a
+rule or panel that selects another job than the ServiceMonitor produces fails here."""
 
 from __future__ import annotations
 
@@ -17,13 +21,30 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import ROOT, Cluster, Operator, wait_for
+from tests.chart.render import of_kind, one, render, scrape_job
+from tests.e2e.conftest import Cluster, Operator, wait_for
 from tests.e2e.test_notify import Receiver
 from tests.support.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.e2e
-DASHBOARD = ROOT / "charts" / "sluice" / "dashboards" / "sluice.json"
-RULES = ROOT / "charts" / "sluice" / "rules" / "sluice-rules.yaml"
+MONITORING = {
+    "serviceMonitor": {"enabled": True},
+    "prometheusRule": {"enabled": True},
+    "dashboard": {"enabled": True},
+}
+
+
+def chart_monitoring() -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The scrape job, PrometheusRule and dashboard of a default install (monitoring on)."""
+    pytest.importorskip("helm_python")
+    objects = render({"metrics": MONITORING})
+    (config,) = [
+        c
+        for c in of_kind(objects, "ConfigMap")
+        if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    ]
+    dashboard = json.loads(config["data"]["sluice.json"])
+    return scrape_job(objects), one(objects, "PrometheusRule"), dashboard
 
 
 def query(prom: PrometheusServer, expr: str) -> list[dict[str, Any]]:
@@ -75,7 +96,8 @@ def substitute(expr: str, namespace: str) -> str:
 def test_every_panel_and_rule_returns_data(
     cluster: Cluster, operator: Operator, tmp_path: Path
 ) -> None:
-    prom = PrometheusServer([("sluice", f"127.0.0.1:{operator.port}", {})], workdir=tmp_path / "p")
+    job, manifest, dashboard = chart_monitoring()
+    prom = PrometheusServer([(job, f"127.0.0.1:{operator.port}", {})], workdir=tmp_path / "p")
     prom.start()
     receiver = Receiver()  # notifications too, for the dashboard's notification panels
     try:
@@ -83,7 +105,7 @@ def test_every_panel_and_rule_returns_data(
                   "metadata": {"name": "sluice-notifications"},
                   "data": {"webhook-url": f"{receiver.url}/hook"}}  # fmt: skip
         cluster.kubectl("apply", "-f", "-", stdin=json.dumps(config))
-        wait_for("the first scrape", lambda: query(prom, 'up{job="sluice"} == 1'), timeout=30)
+        wait_for("the first scrape", lambda: query(prom, f'up{{job="{job}"}} == 1'), timeout=30)
         ok = {"provider": {"prometheus": {"address": prom.url, "query": "vector(0.01)"}},
               "successCondition": "result < 0.5"}  # fmt: skip
         bad = {"provider": {"prometheus": {"address": prom.url, "query": "vector(1)"}},
@@ -132,7 +154,6 @@ def test_every_panel_and_rule_returns_data(
         assert re.search(r'sluice_analysis_metric_value\{metric="bad-check",.*\} 1\.0', text)
 
         # every panel of the dashboard
-        dashboard = json.loads(DASHBOARD.read_text())
         panels = [p for p in dashboard["panels"] if p["type"] != "row"]
         assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
         empty = []
@@ -145,8 +166,7 @@ def test_every_panel_and_rule_returns_data(
                     empty.append(f"{panel['title']}: {target['expr']} -> {result}")
         assert not empty, "\n".join(empty)
 
-        # every rule: promtool accepts the file, and each alert fires on its condition
-        manifest = yaml.safe_load(RULES.read_text())
+        # every rule: promtool accepts them, and each alert fires on its condition
         plain = tmp_path / "rules.yaml"
         plain.write_text(yaml.safe_dump({"groups": manifest["spec"]["groups"]}))
         check = subprocess.run(

@@ -32,25 +32,39 @@ function table(head, rows) {
   rows.forEach(r => { const row = el("tr"); r.forEach(c => row.appendChild(el("td", c))); t.appendChild(row); });
   return t;
 }
+const PHASE_COLOURS = {Successful: "#1a7f37", Failed: "#c62828", Error: "#b7791f"};
 function chart(metric) {
-  const ns = "http://www.w3.org/2000/svg", w = 300, h = 60;
-  const values = metric.measurements.map(m => parseFloat(m.value)).filter(v => !isNaN(v));
+  // The measurements over time (oldest left) against the limit, a dashed line; each
+  // measurement is a dot in its verdict's colour, so a failure shows above the line.
+  const ns = "http://www.w3.org/2000/svg", w = 300, h = 60, pad = 4;
+  const points = metric.measurements.map(m => ({v: parseFloat(m.value), phase: m.phase || ""}))
+    .filter(p => !isNaN(p.v));
   const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("width", w); svg.setAttribute("height", h);
-  const top = Math.max(...values, metric.limit || 0, 1e-9) * 1.2;
-  const y = v => h - (v / top) * h;
+  svg.setAttribute("width", w); svg.setAttribute("height", h); svg.setAttribute("class", "chart");
+  const top = Math.max(...points.map(p => p.v), metric.limit || 0, 1e-9) * 1.2;
+  const y = v => h - pad - (Math.max(v, 0) / top) * (h - 2 * pad);
   if (metric.limit !== null) {
     const line = document.createElementNS(ns, "line");
+    line.setAttribute("class", "limit");
     line.setAttribute("x1", 0); line.setAttribute("x2", w);
     line.setAttribute("y1", y(metric.limit)); line.setAttribute("y2", y(metric.limit));
     line.setAttribute("stroke", "#c62828"); line.setAttribute("stroke-dasharray", "4");
-    svg.appendChild(line);
+    const tip = document.createElementNS(ns, "title"); tip.textContent = "limit " + metric.limit;
+    line.appendChild(tip); svg.appendChild(line);
   }
+  const step = points.length > 1 ? (w - 2 * pad) / (points.length - 1) : 0;
   const poly = document.createElementNS(ns, "polyline");
-  const step = values.length > 1 ? w / (values.length - 1) : 0;
-  poly.setAttribute("points", values.map((v, i) => (i * step) + "," + y(v)).join(" "));
+  poly.setAttribute("points", points.map((p, i) => (pad + i * step) + "," + y(p.v)).join(" "));
   poly.setAttribute("fill", "none"); poly.setAttribute("stroke", "#1565c0");
   svg.appendChild(poly);
+  points.forEach((p, i) => {
+    const dot = document.createElementNS(ns, "circle");
+    dot.setAttribute("class", "measurement " + p.phase);
+    dot.setAttribute("cx", pad + i * step); dot.setAttribute("cy", y(p.v)); dot.setAttribute("r", 2.5);
+    dot.setAttribute("fill", PHASE_COLOURS[p.phase] || "#888");
+    const tip = document.createElementNS(ns, "title"); tip.textContent = p.v + " " + p.phase;
+    dot.appendChild(tip); svg.appendChild(dot);
+  });
   return svg;
 }
 function render(d) {
@@ -80,7 +94,7 @@ function render(d) {
     out.appendChild(el("h3", "Analysis " + run.name + ": " + (run.phase || "Pending")));
     run.metrics.forEach(m => {
       const last = m.measurements[m.measurements.length - 1] || {};
-      const box = el("div"); box.className = "metric";
+      const box = el("div"); box.className = "metric"; box.dataset.metric = m.name;
       box.appendChild(el("div", m.name + " " + m.phase + ": last " + (last.value ?? "-") + " (threshold " + (m.threshold || "-") + ") " + (last.message || "")));
       box.appendChild(chart(m)); out.appendChild(box);
     });
