@@ -25,10 +25,14 @@ pytestmark = pytest.mark.e2e
 
 
 def post_raw(stage: Stage, data: bytes) -> int:
+    return post_to(stage.operator.port, data, TOKEN)
+
+
+def post_to(port: int, data: bytes, token: str) -> int:
     req = urllib.request.Request(
-        f"http://127.0.0.1:{stage.operator.port}/v1/alerts",
+        f"http://127.0.0.1:{port}/v1/alerts",
         data=data,
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -102,20 +106,11 @@ def test_with_alerts_port_the_webhook_answers_there_only(
     op = Operator(cluster.kubeconfig, cluster.namespace, tmp_path / "operator.log")
     op.args = [*token_secret, "--alerts-port", str(port)]
     op.start()
+    body = json.dumps(alert(cluster.namespace)).encode()
     try:
 
         def post(to: int, token: str) -> int:
-            req = urllib.request.Request(
-                f"http://127.0.0.1:{to}/v1/alerts",
-                data=json.dumps(alert(cluster.namespace)).encode(),
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            )
-            try:
-                with urllib.request.urlopen(req, timeout=10) as r:
-                    return int(r.status)
-            except urllib.error.HTTPError as exc:
-                with exc:
-                    return int(exc.code)
+            return post_to(to, body, token)
 
         assert post(port, "wrong") == 401
         wait_for("the token read", lambda: post(port, TOKEN) in (200, 202))

@@ -19,14 +19,20 @@ def with_walk(spec: dict[str, Any], walk: dict[str, Any] | None) -> dict[str, An
 
 
 def at_75(walk: dict[str, Any] | None = None, **extra: Any) -> Driver:
-    spec = with_walk(make_spec(STEPS, replicas=4, **extra), walk)
+    return at_weight(75, walk, **extra)
+
+
+def at_weight(weight: int, walk: dict[str, Any] | None = None, **extra: Any) -> Driver:
+    """A canary paused at `weight` (its first step), its pods all Ready."""
+    steps = [{"setWeight": weight}, {"pause": {}}]
+    spec = with_walk(make_spec(steps, replicas=4, **extra), walk)
     d = Driver(spec)
     d.step(0)
     d.step(d.cluster.ready_delay)
     d.step(0, spec=with_image(spec, "web:2"))
-    for _ in range(3):
+    for _ in range(4):
         d.step(d.cluster.ready_delay)
-    assert d.status.current_step_index == 1 and d.status.canary_weight == 75
+    assert d.status.current_step_index == 1 and d.status.canary_weight == weight
     return d
 
 
@@ -94,14 +100,7 @@ def test_a_walk_whose_weights_go_up_is_invalid() -> None:
 
 def test_a_canary_at_100_walks_back_100_75_50_25_10_0() -> None:
     """The issue's seed: a canary already taking all traffic, not yet promoted."""
-    spec = make_spec([{"setWeight": 100}, {"pause": {}}], replicas=4)
-    d = Driver(spec)
-    d.step(0)
-    d.step(d.cluster.ready_delay)
-    d.step(0, spec=with_image(spec, "web:2"))
-    for _ in range(4):
-        d.step(d.cluster.ready_delay)
-    assert d.status.current_step_index == 1 and d.status.canary_weight == 100
+    d = at_weight(100)
     d.step(0, action="rollback-gradually")
     weights = [100]
     for _ in range(300):
