@@ -164,14 +164,16 @@ class CanaryStrategy(Model):
     stable_service: str | None = Field(
         default=None,
         pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
-        description="Name of the Service selecting the stable pods, which Sluice creates and "
-        "owns. Defaults to <name>-stable.",
+        description="Name of the Service selecting the stable pods. Defaults to <name>-stable, "
+        "which Sluice creates and owns; a Service of yours by this name (of no Rollout) is used "
+        "as it is: Sluice sets only the sluice.dev/slot key of its selector.",
     )
     canary_service: str | None = Field(
         default=None,
         pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
-        description="Name of the Service selecting the canary pods, which Sluice creates and "
-        "owns. Defaults to <name>-canary.",
+        description="Name of the Service selecting the canary pods. Defaults to <name>-canary, "
+        "which Sluice creates and owns; a Service of yours by this name (of no Rollout) is used "
+        "as it is: Sluice sets only the sluice.dev/slot key of its selector.",
     )
     dynamic_stable_scale: bool = Field(
         default=False,

@@ -67,8 +67,10 @@ from sluice.engine.types import (
     WorkloadObserved,
 )
 from sluice.engine.validate import InvalidSpec, parse_spec, with_name
+from sluice.routers import applied as A
 from sluice.routers.base import ObjectRef, RouteContext, RouterProblem
 from sluice.routers.factory import routers as build_routers
+from sluice.routers.services import ServiceRouter
 from sluice.routers.set import RouterSet
 
 log = logs.get("sluice.reconciler")
@@ -321,10 +323,13 @@ class Controller:
         if gives_back and FINALIZER not in (meta.get("finalizers") or []):
             body = await self._set_finalizer(body, add=True)  # its pods come back first
         if ctx is not None and routers is not None:
-            if routers.edits_user_objects and FINALIZER not in (meta.get("finalizers") or []):
+            edits = routers.edits_user_objects or bool(routers.services.users(ctx))
+            if edits and FINALIZER not in (meta.get("finalizers") or []):
                 body = await self._set_finalizer(body, add=True)
+            await self._release_dropped(ctx, routers)
             traffic = routers.observe(ctx)
-            claimed = self._claim_problem(key, set(routers.claims(ctx)))
+            claims = set(routers.claims(ctx)) | set(routers.services.claims(ctx))
+            claimed = self._claim_problem(key, claims)
             if claimed:
                 self.claim_problems[key] = claimed
             else:
@@ -461,6 +466,10 @@ class Controller:
             return
         if workload is not None and not await self._workload_back(body, workload):
             return
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        bucket = ctx.children if ctx is not None else self._bucket(key, body)
+        holder = routers.services.holder(ctx) if ctx is not None and routers else None
+        record = A.note(bucket, holder)
         if ctx is not None and routers is not None:
             M.API_CALLS.labels("traffic").inc()
             try:
@@ -468,7 +477,45 @@ class Controller:
                     self._cache_written(written)
             except RouterProblem as exc:  # nothing left to restore there
                 log.info("router release skipped", rollout=ctx.name, reason=str(exc))
+            for written in await routers.services.release(ctx):
+                self._cache_written(written)
+        if record is not None:
+            # Routers the spec no longer names (all of them when it does not parse): from
+            # what was last applied. Their own objects go with the Rollout.
+            fields = A.dropped(record, ctx.spec if ctx is not None else None)
+            objects = self.cache.objects_of(key)
+            for written in await A.release(
+                self.kube, body, bucket, objects, record, fields, delete_owned=False
+            ):
+                self._cache_written(written)
+            if ctx is None:  # the user's Services too, from the names last applied
+                spec = A.spec_of(record)
+                if spec is not None:
+                    old = RouteContext(body, spec, bucket, objects)
+                    for written in await ServiceRouter(self.kube).release(old):
+                        self._cache_written(written)
         await self._set_finalizer(body, add=False)
+
+    def _bucket(self, key: Key, body: Body) -> dict[str, Body]:
+        uid = body["metadata"]["uid"]
+        return {k: v for k, v in self.cache.children.get(key, {}).items() if _owned(v, uid)}
+
+    async def _release_dropped(self, ctx: RouteContext, routers: RouterSet) -> None:
+        """A router removed from trafficRouting gives its objects back (from the note),
+        then the note forgets it; killed in between, the next pass releases again."""
+        record = A.note(ctx.children, routers.services.holder(ctx))
+        fields = A.dropped(record, ctx.spec) if record else []
+        if record is None or not fields:
+            return
+        M.API_CALLS.labels("traffic").inc()
+        for written in await A.release(
+            self.kube, ctx.rollout, ctx.children, ctx.objects, record, fields
+        ):
+            self._cache_written(written)
+        plan = routers.services.applied(ctx)
+        if plan is not None:
+            for written in await routers.services.restamp(ctx, plan):
+                self._cache_written(written)
 
     async def _workload_back(self, body: Body, workload: WorkloadObserved) -> bool:
         """Scale the user's Deployment back up and wait for its pods to be Ready, so the

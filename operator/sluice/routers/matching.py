@@ -97,7 +97,8 @@ def port_problem(ctx: RouteContext, service: str, port: object) -> str:
     """'' if `port` is None or a port of the Service Sluice manages (when it exists yet)."""
     if port is None:
         return ""
-    body: Body | None = ctx.children.get(f"Service/{service}")
+    key = f"Service/{service}"
+    body: Body | None = ctx.children.get(key) or ctx.objects.get(key)
     if body is None:
         return ""
     ports = [p.get("port") for p in body.get("spec", {}).get("ports") or []]

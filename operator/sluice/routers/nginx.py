@@ -125,7 +125,7 @@ def missing(nginx: NginxTrafficRouting, name: str) -> str:
 def _port_problem(ctx: RouteContext, name: str, i: int, j: int, port: Body) -> str | None:
     """A path's port that the stable or canary Service (as cached) does not have."""
     for service in (ctx.stable_service, ctx.canary_service):
-        body = ctx.children.get(f"Service/{service}")
+        body = ctx.children.get(f"Service/{service}") or ctx.objects.get(f"Service/{service}")
         if body is None:
             continue  # not created yet: the Service router makes it
         ports = (body.get("spec") or {}).get("ports") or []
@@ -225,6 +225,25 @@ class NginxRouter:
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
+
+    def claims(self, ctx: RouteContext) -> list[str]:
+        """The host rules of the stable Ingresses that send to the stable Service:
+        ingress-nginx takes one canary Ingress per rule, so a second Rollout's copy of
+        the same rule would fight the first's. An Ingress not read yet claims as a whole."""
+        found: list[str] = []
+        for name in config(ctx).ingresses():
+            stable = ctx.objects.get(f"{KIND}/{name}")
+            if stable is None:
+                found.append(f"Ingress {name}")
+                continue
+            for rule in (stable.get("spec") or {}).get("rules") or []:
+                paths = (rule.get("http") or {}).get("paths") or []
+                services = {
+                    ((p.get("backend") or {}).get("service") or {}).get("name") for p in paths
+                }
+                if ctx.stable_service in services:
+                    found.append(f"Ingress {name} host {rule.get('host') or '*'}")
+        return found
 
     def watched(self, ctx: RouteContext) -> list[ObjectRef]:
         stables = config(ctx).ingresses()

@@ -7,9 +7,17 @@ an abort or a promotion moves all traffic in one write. With a router the root s
 the stable slot only (the router's split and a pod split would multiply), and the
 routers point at the stable and canary Services.
 
-The stable Service carries the plan last applied (`sluice.dev/traffic`), so a restarted
-operator knows what it asked for; whether the live objects still carry it is verified
-from the objects themselves.
+Sluice's Services carry the plan last applied (`sluice.dev/traffic`), read from the
+stable one (the root when the stable is the user's), so a restarted operator knows what
+it asked for; whether the live objects still carry it is verified from the objects
+themselves. The note also records the routers it was applied through, so a router
+dropped from the spec can still be given back (routers/applied.py).
+
+`stableService` / `canaryService` may name a Service the user made (as Argo Rollouts
+users have): one that exists, is not Sluice's and belongs to no other Rollout is used as
+it is. Sluice then only sets the `sluice.dev/slot` key of its selector, leaves every
+other field as it was, never deletes it, and on deletion of the Rollout leaves it
+selecting the stable version. A Service that another Rollout owns is refused.
 """
 
 from __future__ import annotations
@@ -26,10 +34,10 @@ from sluice.cluster import children as C
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube
 from sluice.engine.types import HeaderRoute, Slot, TrafficPlan, other
-from sluice.routers.base import Body, RouteContext, RouterProblem, Verification
+from sluice.routers.base import Body, ObjectRef, RouteContext, RouterProblem, Verification
 
 
-def encode(plan: TrafficPlan) -> str:
+def encode(plan: TrafficPlan, routers: Body | None = None) -> str:
     routes = [
         {"name": r.name, "match": [m.model_dump(by_alias=True, exclude_none=True) for m in r.match]}
         for r in plan.header_routes
@@ -41,6 +49,8 @@ def encode(plan: TrafficPlan) -> str:
     }
     if routes:
         data["headerRoutes"] = routes
+    if routers:
+        data["routers"] = routers  # what the plan was applied through (routers/applied.py)
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
@@ -56,6 +66,31 @@ def decode(text: str | None) -> TrafficPlan | None:
         )
     except (ValueError, KeyError, TypeError, ValidationError):
         return None
+
+
+def service_ref(name: str) -> ObjectRef:
+    return ObjectRef("", "v1", "services", "Service", name)
+
+
+def rollout_owner(body: Body) -> str | None:
+    """The Rollout a Service belongs to (label or owner reference); None: the user's."""
+    meta = body.get("metadata") or {}
+    refs = [r for r in meta.get("ownerReferences") or [] if r.get("kind") == "Rollout"]
+    owner = (meta.get("labels") or {}).get(L.ROLLOUT)
+    return owner or (str(refs[0].get("name", "")) if refs else None)
+
+
+def routers_note(ctx: RouteContext) -> Body | None:
+    """What a router dropped from the spec later needs to give its objects back: the
+    trafficRouting block and the Service names it routed between."""
+    routing = ctx.spec.strategy.traffic_routing()
+    if routing is None:
+        return None
+    return {
+        "stableService": ctx.stable_service,
+        "canaryService": ctx.canary_service,
+        "trafficRouting": routing.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
 
 
 class ServiceRouter:
@@ -74,16 +109,47 @@ class ServiceRouter:
         root_slot = None if plan.canary_slot and not routed else plan.stable_slot
         return [(ctx.name, "root", root_slot), *stable_canary]
 
+    @staticmethod
+    def named(ctx: RouteContext) -> list[str]:
+        """The Services the spec names (stableService, canaryService): maybe the user's."""
+        canary = ctx.spec.strategy.canary
+        return [n for n in (canary.stable_service, canary.canary_service) if n]
+
+    def watched(self, ctx: RouteContext) -> list[ObjectRef]:
+        return [service_ref(name) for name in self.named(ctx)]
+
+    def users(self, ctx: RouteContext) -> dict[str, Body]:
+        """Named Services that are the user's: there, not Sluice's, of no Rollout."""
+        found: dict[str, Body] = {}
+        for name in self.named(ctx):
+            if f"Service/{name}" in ctx.children:
+                continue  # Sluice made it (owned by this Rollout)
+            body = ctx.objects.get(f"Service/{name}")
+            if body is not None and rollout_owner(body) is None:
+                found[name] = body
+        return found
+
+    def claims(self, ctx: RouteContext) -> list[str]:
+        """A user's Service one Rollout switches: no other Rollout may switch it too."""
+        return [f"Service {name}" for name in self.users(ctx)]
+
+    def holder(self, ctx: RouteContext) -> str:
+        """The Service whose note is read: the stable one, or the root if the user owns it."""
+        if ctx.stable_service in self.users(ctx) and ctx.spec.strategy.blue_green is None:
+            return ctx.name
+        return ctx.stable_service
+
     def applied(self, ctx: RouteContext) -> TrafficPlan | None:
-        """The plan last applied, from the stable Service's note; None: never applied."""
-        stable = ctx.children.get(f"Service/{ctx.stable_service}")
-        if stable is None:
+        """The plan last applied, from the note; None: never applied."""
+        body = ctx.children.get(f"Service/{self.holder(ctx)}")
+        if body is None:
             return None
-        return decode((stable["metadata"].get("annotations") or {}).get(L.TRAFFIC))
+        return decode((body["metadata"].get("annotations") or {}).get(L.TRAFFIC))
 
     def verify(self, ctx: RouteContext, plan: TrafficPlan) -> Verification:
+        users = self.users(ctx)
         for name, _role, slot in self.roles(ctx, plan):
-            body = ctx.children.get(f"Service/{name}")
+            body = ctx.children.get(f"Service/{name}") or users.get(name)
             if body is None:
                 return Verification(False, detail=f"Service {name} missing")
             selector = body.get("spec", {}).get("selector") or {}
@@ -93,13 +159,22 @@ class ServiceRouter:
 
     async def apply(self, ctx: RouteContext, plan: TrafficPlan, roles: set[str]) -> list[Body]:
         written: list[Body] = []
-        stamp = encode(plan)
-        wanted = [(n, r, s) for n, r, s in self.roles(ctx, plan) if r in roles]
+        stamp = encode(plan, routers_note(ctx))
+        users = self.users(ctx)
+        wanted: list[tuple[str, str, Slot | None]] = []
+        for name, role, slot in self.roles(ctx, plan):
+            if role not in roles:
+                continue
+            if name in users:  # the user's: only the slot key of its selector
+                written += await self._select(ctx, users[name], slot)
+            else:
+                wanted.append((name, role, slot))
         if wanted and not any(f"Service/{n}" in ctx.children for n, _, _ in wanted):
             # A new Rollout: none is there, nothing selects anything yet, so the order does
             # not matter; created side by side, one round trip instead of three.
-            written = await self._create_all(ctx, plan, stamp, wanted)
-            wanted = [w for w in wanted if w[0] not in {b["metadata"]["name"] for b in written}]
+            made = await self._create_all(ctx, plan, stamp, wanted)
+            wanted = [w for w in wanted if w[0] not in {b["metadata"]["name"] for b in made}]
+            written += made
         for name, role, slot in wanted:
             desired = C.service(ctx.rollout, ctx.spec, name, role, slot)
             desired["metadata"]["annotations"] = {L.TRAFFIC: stamp}
@@ -112,7 +187,10 @@ class ServiceRouter:
                     written.append(created)
                     continue
             if not ctx.owned(current):
-                owner = (current["metadata"].get("labels") or {}).get(L.ROLLOUT)
+                owner = rollout_owner(current)
+                if owner is None and name in self.named(ctx):  # the user's, not cached yet
+                    written += await self._select(ctx, current, slot)
+                    continue
                 whose = f"Rollout {owner}" if owner else "another owner"
                 raise RouterProblem(
                     f"Service {name} ({role}) exists and belongs to {whose}; Sluice will not "
@@ -129,6 +207,39 @@ class ServiceRouter:
                 },
             }
             written.append(await self.kube.patch_service(ctx.namespace, name, patch))
+        for body in written:
+            body.setdefault("kind", "Service")
+        return written
+
+    async def restamp(self, ctx: RouteContext, plan: TrafficPlan) -> list[Body]:
+        """The note rewritten for the routers the spec names now (the plan unchanged)."""
+        name = self.holder(ctx)
+        if f"Service/{name}" not in ctx.children:
+            return []
+        patch = {"metadata": {"annotations": {L.TRAFFIC: encode(plan, routers_note(ctx))}}}
+        body: Body = await self.kube.patch_service(ctx.namespace, name, patch)
+        body.setdefault("kind", "Service")
+        return [body]
+
+    async def _select(self, ctx: RouteContext, body: Body, slot: Slot | None) -> list[Body]:
+        """The user's Service on `slot`: one write of the slot key, only when it differs."""
+        if slot is None or ((body.get("spec") or {}).get("selector") or {}).get(L.SLOT) == slot:
+            return []
+        patch = {
+            "metadata": {"resourceVersion": body["metadata"].get("resourceVersion")},
+            "spec": {"selector": {L.SLOT: slot}},
+        }
+        out: Body = await self.kube.patch_service(ctx.namespace, body["metadata"]["name"], patch)
+        return [out]
+
+    async def release(self, ctx: RouteContext) -> list[Body]:
+        """Deleted: the user's stable and canary Services are left on the stable version."""
+        stable = (ctx.rollout.get("status") or {}).get("stableSlot")
+        if stable not in ("a", "b"):
+            return []
+        written: list[Body] = []
+        for body in self.users(ctx).values():
+            written += await self._select(ctx, body, "a" if stable == "a" else "b")
         for body in written:
             body.setdefault("kind", "Service")
         return written

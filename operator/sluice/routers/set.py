@@ -21,7 +21,7 @@ class RouterSet:
         return [c for p in self.providers for c in getattr(p, "claims", lambda _c: [])(ctx)]
 
     def watched(self, ctx: RouteContext) -> list[ObjectRef]:
-        return [ref for p in self.providers for ref in p.watched(ctx)]
+        return self.services.watched(ctx) + [ref for p in self.providers for ref in p.watched(ctx)]
 
     def observe(self, ctx: RouteContext) -> TrafficObserved:
         plan = self.services.applied(ctx)
