@@ -371,3 +371,20 @@ async def _breaker_and_backlog(slow: Receiver, fast: Receiver) -> None:
     await n.stop()
     assert count("webhook", "failed") - failed == 2
     assert len(slow.got) == 4  # 2 notifications x 2 tries, none after the breaker opened
+
+
+def test_an_idle_endpoint_lane_is_let_go_and_comes_back() -> None:
+    asyncio.run(_in_receiver(_idle_lane))
+
+
+async def _idle_lane(receiver: Receiver) -> None:
+    n = notifier(receiver.url, idle=0.2)
+    n.start()
+    n.submit(ROLLOUT, EventNote("Completed", "one"))
+    await until("the first delivery", lambda: len(receiver.got) == 1)
+    assert list(n.lanes) == [receiver.url]
+    await until("the idle lane gone", lambda: not n.lanes, timeout=5)
+    n.submit(ROLLOUT, EventNote("Completed", "two"))
+    await until("the second delivery", lambda: len(receiver.got) == 2)
+    await n.stop()
+    assert [json.loads(raw)["message"] for _, _, raw in receiver.got] == ["one", "two"]
