@@ -310,12 +310,12 @@ def reverted(namespace: str, rollout: str) -> None:
 NOTIFICATIONS = Counter(
     "sluice_notifications_total",
     "Notifications, by channel (webhook, slack) and result (delivered, retried, failed, "
-    "dropped: the queue was full).",
+    "dropped: a queue was full or the endpoint's breaker was open).",
     ["channel", "result"],
     registry=REGISTRY,
 )
 for _channel in ("webhook", "slack"):
-    for _result in ("delivered", "retried", "failed"):
+    for _result in ("delivered", "retried", "failed", "dropped"):
         NOTIFICATIONS.labels(_channel, _result)
 NOTIFICATIONS.labels("any", "dropped")
 NOTIFY_SECONDS = Histogram(

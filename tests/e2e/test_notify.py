@@ -12,11 +12,13 @@ import threading
 import time
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import Cluster, Operator, wait_for
+from tests.e2e.test_analysis import Stage
 from tests.e2e.test_canary import at_step, healthy_v1
 
 pytestmark = pytest.mark.e2e
@@ -110,6 +112,13 @@ def test_a_rollout_is_told_to_a_signed_webhook_and_slack(
     first = events[: events.index("completed") + 1]
     assert first == ["started", "step-completed", "step-completed", "step-completed",
                      "paused", "promoted", "completed"], events  # fmt: skip
+    # each names the step it completed (rollout-basic: setWeight 20, pause 5s, setWeight 50)
+    done = [json.loads(raw) for _, _, raw in hooks][1:4]
+    assert [(b["completedStep"], b["message"].split(";")[0]) for b in done] == [
+        (0, "step 0/4 completed (setWeight 20)"),
+        (1, "step 1/4 completed (pause 5s)"),
+        (2, "step 2/4 completed (setWeight 50)"),
+    ], done
     paused = next(json.loads(raw) for _, _, raw in hooks if json.loads(raw)["event"] == "paused")
     assert paused["message"] == (
         "step 3/4: pause until promoted: waiting for `kubectl sluice promote web`"
@@ -138,3 +147,56 @@ def test_a_rollout_is_told_to_a_signed_webhook_and_slack(
         in metrics
     )
     assert 'sluice_notifications_total{channel="any",result="dropped"} 0.0' in metrics
+
+
+def test_an_analysis_abort_names_the_metric_value_threshold_and_query(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Real Prometheus and demo app: the canary's errors fail the analysis, and the receiver
+    is told which metric, at what value, against which limit, from which query."""
+    receiver = Receiver()
+    stage = Stage(cluster, tmp_path, [])
+    # held at 50 % until the errors come (the example's 12 s pause can pass first)
+    stage.rollout["spec"]["strategy"]["canary"]["steps"] = [{"setWeight": 50}, {"pause": {}}]
+    try:
+        stage.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "sluice-notifications"},
+                "data": {
+                    "webhook-url": f"{receiver.url}/hook",
+                    "slack-url": f"{receiver.url}/slack",
+                    "events": "started,aborted",
+                },
+            }
+        )
+        stage.start_canary()
+        wait_for("canary at 50", lambda: stage.cluster.status("shop").get("canaryWeight") == 50)
+        stage.canary.set(error_rate=0.2)
+        wait_for(
+            "the aborted notification",
+            lambda: any(b["event"] == "aborted" for b in receiver.bodies("/hook")),
+            timeout=90,
+        )
+        time.sleep(1)  # a second aborted one, if any, is in too
+    except BaseException:
+        sys.stderr.write(stage.operator.log.read_text()[-15000:])
+        raise
+    finally:
+        receiver.shutdown()
+        stage.close()
+
+    aborted = [b for b in receiver.bodies("/hook") if b["event"] == "aborted"]
+    assert aborted and all(b["abort"]["reason"] == "AnalysisFailed" for b in aborted), aborted
+    analysis = aborted[0]["analysis"]
+    assert analysis is not None, aborted[0]
+    assert analysis["metric"] == "error-rate" and analysis["phase"] == "Failed", analysis
+    assert float(analysis["value"]) > 0.05, analysis  # the demo app serves 20 % errors
+    assert analysis["threshold"] == "errorRate.max 0.05"
+    assert "http_requests_total" in analysis["query"], analysis
+    assert stage.revisions[1] in analysis["query"]  # the canary's series, as sent
+    assert analysis["run"].startswith(f"shop-{stage.revisions[1]}-")
+    text = next(b["text"] for b in receiver.bodies("/slack") if "aborted" in b["text"])
+    for part in ("error-rate", analysis["value"], "errorRate.max 0.05", analysis["query"]):
+        assert part in text, text

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Cluster, Operator, wait_for
+from tests.e2e.test_analysis import Stage
 from tests.e2e.test_canary import at_step, healthy_v1
 
 pytestmark = pytest.mark.e2e
@@ -218,3 +219,46 @@ def test_watch_on_a_terminal_redraws_in_place(cluster: Cluster, operator: Operat
         assert re.search(r"▶\s+3\s+pause \(until promoted\)", shown), shown
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
+
+
+def test_watch_shows_the_running_analysis_against_its_thresholds(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Real Prometheus and demo app (examples/analysis): the view shows the background run
+    while it measures, each metric's last value beside its limit, then the failure."""
+    stage = Stage(cluster, tmp_path, [])
+    # held at 50 % until the errors come (the example's 12 s pause can pass first)
+    stage.rollout["spec"]["strategy"]["canary"]["steps"] = [{"setWeight": 50}, {"pause": {}}]
+    watch: Background | None = None
+    try:
+        stage.start_canary()
+        watch = Background(cluster, "get", "rollout", "shop", "--watch")
+        run = f"shop-{stage.revisions[1]}-1-bg"
+        running = re.compile(rf"Analysis {run} \(\w+\): Running")
+        # a measured row: metric, phase, a number, the limit as the template states it
+        number = r"(\d+(?:\.\d+)?(?:e-?\d+)?)"
+        measured = re.compile(rf"error-rate\s+\w+\s+{number}\s+error rate <= 0\.05")
+        wait_for(
+            "the running analysis with a measured error rate",
+            lambda: running.search(watch.text) is not None and measured.search(watch.text),
+            timeout=60,
+        )
+        assert float(measured.findall(watch.text)[0]) <= 0.05  # healthy so far
+        assert re.search(r"p99-latency\s+\w+\s+\S+\s+p99 <= 0\.1s", watch.text), watch.text[-3000:]
+        assert "circuit breakers <= 0" in watch.text
+
+        stage.canary.set(error_rate=0.2)
+        failed = re.compile(rf"Analysis {run} \(\w+\): Failed")
+        wait_for("the failed run in the view", lambda: failed.search(watch.text), timeout=90)
+        wait_for("the abort in the view", lambda: "Aborted: AnalysisFailed" in watch.text)
+        frame = watch.text[watch.text.rindex(f"Rollout {cluster.namespace}/shop") :]
+        row = re.search(r"error-rate\s+Failed\s+(\S+)\s+error rate <= 0\.05", frame)
+        assert row is not None, frame
+        assert float(row.group(1)) > 0.05, row.group(0)  # the value that failed it, shown
+    except BaseException:
+        sys.stderr.write((watch.text if watch else "")[-6000:])
+        raise
+    finally:
+        if watch is not None:
+            watch.stop()
+        stage.close()

@@ -256,5 +256,135 @@ async def _manual_pause(receiver: Receiver) -> None:
     await n.stop()
     bodies = [json.loads(raw) for _, _, raw in receiver.got]
     assert [b["event"] for b in bodies] == ["step-completed", "paused"]
+    assert bodies[0]["message"] == "step 0/2 completed; now at step 1/2: pause until promoted"
+    assert bodies[0]["completedStep"] == 0
     assert bodies[1]["message"].endswith("waiting for `kubectl sluice promote web`")
     assert "X-Sluice-Signature" not in receiver.got[0][1]  # no secret configured: unsigned
+
+
+SPEC = {
+    "selector": {"matchLabels": {"app": "web"}},
+    "template": {
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+    },
+    "strategy": {"canary": {"steps": [{"setWeight": 20}, {"setWeight": 50}, {"pause": {}}]}},
+}
+
+
+def test_step_completed_names_the_step_that_completed() -> None:
+    asyncio.run(_in_receiver(_step_completed_names_the_step_that_completed))
+
+
+async def _step_completed_names_the_step_that_completed(receiver: Receiver) -> None:
+    # One decision passed two steps: both Events carry the body it left (at step 2).
+    moved = {
+        **ROLLOUT,
+        "spec": SPEC,
+        "status": {"phase": "Paused", "currentStepIndex": 2, "canaryWeight": 50},
+    }
+    n = Notifier(Source({"webhook-url": receiver.url}), lambda key: (moved, []))
+    n.start()
+    n.submit(moved, EventNote("StepReached", "step 1/3: setWeight 50"))
+    n.submit(moved, EventNote("StepReached", "step 2/3: pause until promoted"))
+    await until("three deliveries", lambda: len(receiver.got) == 3)
+    await asyncio.sleep(0.1)
+    await n.stop()
+    bodies = [json.loads(raw) for _, _, raw in receiver.got]
+    assert [(b["event"], b.get("completedStep")) for b in bodies] == [
+        ("step-completed", 0),
+        ("step-completed", 1),
+        ("paused", None),  # once: only the Event for the step it stands on is the pause
+    ]
+    first = "step 0/3 completed (setWeight 20); now at step 1/3: setWeight 50"
+    assert bodies[0]["message"] == first
+    assert bodies[1]["message"].startswith("step 1/3 completed (setWeight 50); now at step 2/3")
+
+
+class Namespaces:
+    """A ConfigMap per namespace."""
+
+    def __init__(self, data: dict[str, dict[str, str]]) -> None:
+        self.data = data
+
+    async def configmap(self, namespace: str) -> dict[str, str] | None:
+        return self.data.get(namespace)
+
+    async def secret(self, namespace: str, ref: SecretRef) -> bytes | None:
+        return None
+
+
+def team(namespace: str) -> dict[str, Any]:
+    return {**ROLLOUT, "metadata": {"namespace": namespace, "name": "web", "annotations": {}}}
+
+
+def test_a_hanging_endpoint_delays_only_its_own_notifications() -> None:
+    asyncio.run(_two_receivers(_a_hanging_endpoint_delays_only_its_own))
+
+
+async def _two_receivers(test: Callable[[Receiver, Receiver], Awaitable[None]]) -> None:
+    async with serve() as slow, serve() as fast:
+        await test(slow, fast)
+
+
+async def _a_hanging_endpoint_delays_only_its_own(slow: Receiver, fast: Receiver) -> None:
+    slow.answers = ["hang"] * 50
+    source = Namespaces({"slow": {"webhook-url": slow.url}, "fast": {"webhook-url": fast.url}})
+    # Each slow notification holds its sender 2 x 3 s; before lanes the shared senders made
+    # the fast team wait behind them (>= 6 s here, ~22 s with the defaults).
+    n = Notifier(source, lambda key: (None, []), timeout=3.0, attempts=2, backoff=0.1, trip=99)
+    n.start()
+    for _ in range(4):
+        n.submit(team("slow"), EventNote("Completed", "slow team done"))
+    await until("the slow endpoint's first try", lambda: len(slow.got) >= 1)
+    started = time.monotonic()
+    n.submit(team("fast"), EventNote("Completed", "fast team done"))
+    await until("the fast delivery", lambda: len(fast.got) == 1, timeout=10)
+    waited = time.monotonic() - started
+    await n.stop()
+    assert waited < 2.5, f"the fast endpoint waited {waited:.2f}s behind the slow one"
+    assert json.loads(fast.got[0][2])["rollout"]["namespace"] == "fast"
+    assert len(slow.got) == 1  # the slow lane is still on its first notification
+
+
+def test_a_failing_endpoint_trips_its_breaker_and_its_backlog_is_bounded() -> None:
+    asyncio.run(_two_receivers(_breaker_and_backlog))
+
+
+async def _breaker_and_backlog(slow: Receiver, fast: Receiver) -> None:
+    slow.answers = ["hang"] * 50
+    source = Namespaces({"slow": {"webhook-url": slow.url}, "fast": {"webhook-url": fast.url}})
+    n = Notifier(
+        source, lambda key: (None, []), timeout=0.3, attempts=2, backoff=0.05,
+        lane_size=4, trip=2, cooldown=60,
+    )  # fmt: skip
+    n.start()
+    dropped, failed = count("webhook", "dropped"), count("webhook", "failed")
+    for i in range(10):
+        n.submit(team("slow"), EventNote("Completed", f"slow {i}"))
+    n.submit(team("fast"), EventNote("Completed", "fast"))
+    # 10 slow: at most 1 sending + 4 waiting, the rest dropped at once; 2 fail, then the
+    # breaker opens and the ones still waiting go without a try.
+    await until("the slow backlog gone", lambda: count("webhook", "dropped") - dropped == 8)
+    await until("the fast delivery", lambda: len(fast.got) == 1)
+    await asyncio.sleep(0.3)
+    await n.stop()
+    assert count("webhook", "failed") - failed == 2
+    assert len(slow.got) == 4  # 2 notifications x 2 tries, none after the breaker opened
+
+
+def test_an_idle_endpoint_lane_is_let_go_and_comes_back() -> None:
+    asyncio.run(_in_receiver(_idle_lane))
+
+
+async def _idle_lane(receiver: Receiver) -> None:
+    n = notifier(receiver.url, idle=0.2)
+    n.start()
+    n.submit(ROLLOUT, EventNote("Completed", "one"))
+    await until("the first delivery", lambda: len(receiver.got) == 1)
+    assert list(n.lanes) == [receiver.url]
+    await until("the idle lane gone", lambda: not n.lanes, timeout=5)
+    n.submit(ROLLOUT, EventNote("Completed", "two"))
+    await until("the second delivery", lambda: len(receiver.got) == 2)
+    await n.stop()
+    assert [json.loads(raw)["message"] for _, _, raw in receiver.got] == ["one", "two"]

@@ -7,7 +7,11 @@ import io
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -355,3 +359,204 @@ def test_the_live_view_states_a_judge_metric_as_its_test_not_a_threshold() -> No
     assert threshold(metric) == "judge errors vs stable: increase beyond 0.1, alpha 0.05"
     latency = {"judge": {"latency": {}, "baseline": "baseline", "alpha": 0.01}}
     assert threshold(latency) == "judge latency vs baseline: increase beyond 0, alpha 0.01"
+
+
+class FakeApi(ThreadingHTTPServer):
+    """A Kubernetes API server on 127.0.0.1 that records requests and gives set answers."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), FakeHandler)
+        self.requests: list[tuple[str, str, Any]] = []
+        self.status = 200  # every answer's status; 401/403 answer with a Status body
+        self.rollouts: list[dict[str, Any]] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class FakeHandler(BaseHTTPRequestHandler):
+    server: FakeApi
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        self.server.requests.append((self.command, self.path, json.loads(raw) if raw else None))
+        if self.server.status != 200:
+            reason = {401: "Unauthorized", 403: "Forbidden"}[self.server.status]
+            message = (
+                'rollouts.sluice.dev "web" is forbidden: User "dev" cannot get resource'
+                if self.server.status == 403
+                else "Unauthorized"
+            )
+            body: dict[str, Any] = {"kind": "Status", "status": "Failure", "reason": reason,
+                                    "message": message, "code": self.server.status}  # fmt: skip
+        elif self.path.split("?")[0].endswith("/rollouts"):
+            body = {"kind": "RolloutList", "items": self.server.rollouts}
+        else:
+            body = next(
+                r for r in self.server.rollouts if self.path.split("?")[0].endswith(
+                    f"/namespaces/{r['metadata']['namespace']}/rollouts/{r['metadata']['name']}"
+                )
+            )  # fmt: skip
+        data = json.dumps(body).encode()
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PATCH = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[FakeApi, Path]]:
+    """The fake API server, and a kubeconfig whose current context is unreachable and whose
+    context "b" reaches it with namespace team-b."""
+    server = FakeApi()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "a",
+                "clusters": [
+                    {"name": "a", "cluster": {"server": "http://127.0.0.1:1"}},
+                    {"name": "b", "cluster": {"server": server.url}},
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [
+                    {"name": "a", "context": {"cluster": "a", "user": "u", "namespace": "x"}},
+                    {"name": "b", "context": {"cluster": "b", "user": "u", "namespace": "team-b"}},
+                ],
+            }
+        )
+    )
+    yield server, kubeconfig
+    server.shutdown()
+    server.server_close()
+
+
+def rollout(namespace: str, name: str, phase: str = "Healthy") -> dict[str, Any]:
+    return {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": {"replicas": 2, "strategy": {"canary": {"steps": [{"setWeight": 50}]}}},
+        "status": {"phase": phase, "currentStepIndex": 1, "canaryWeight": 0,
+                   "stableRevision": "aaaa", "readyReplicas": 2},
+    }  # fmt: skip
+
+
+def test_context_after_the_command_picks_the_cluster_and_its_namespace(
+    api: tuple[FakeApi, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, kubeconfig = api
+    server.rollouts = [rollout("team-b", "web")]
+    assert main(["list", "--kubeconfig", str(kubeconfig), "--context", "b"]) == 0
+    assert server.requests == [
+        ("GET", "/apis/sluice.dev/v1alpha1/namespaces/team-b/rollouts", None)
+    ]
+    assert capsys.readouterr().out.split("\n")[1].split()[:4] == ["web", "Healthy", "1/1", "0%"]
+    # before the command too; and -n after it wins over the context's namespace
+    assert main(["--context", "b", "list", "--kubeconfig", str(kubeconfig), "-n", "other"]) == 0
+    assert server.requests[-1][1] == "/apis/sluice.dev/v1alpha1/namespaces/other/rollouts"
+
+
+def test_list_all_namespaces_names_each_namespace(
+    api: tuple[FakeApi, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, kubeconfig = api
+    server.rollouts = [rollout("team-b", "web"), rollout("team-a", "api", "Degraded")]
+    assert main(["list", "-A", "--kubeconfig", str(kubeconfig), "--context", "b"]) == 0
+    assert server.requests[-1][1] == "/apis/sluice.dev/v1alpha1/rollouts"
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:3] == ["NAMESPACE", "NAME", "PHASE"]
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["team-a", "api", "Degraded"],  # sorted by namespace, then name
+        ["team-b", "web", "Healthy"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "action"),
+    [
+        (["promote", "web", "--full"], "promote-full"),
+        (["promote", "web"], "promote"),
+        (["retry", "web"], "retry"),
+        (["pause", "web"], "pause"),
+        (["resume", "web"], "resume"),
+    ],
+)
+def test_actions_set_the_annotation_the_operator_reads(
+    api: tuple[FakeApi, Path], capsys: pytest.CaptureFixture[str], argv: list[str], action: str
+) -> None:
+    server, kubeconfig = api
+    server.rollouts = [rollout("team-b", "web")]
+    assert main([*argv, "--context", "b", "--kubeconfig", str(kubeconfig)]) == 0
+    method, path, patch = server.requests[-1]
+    assert (method, path) == ("PATCH", "/apis/sluice.dev/v1alpha1/namespaces/team-b/rollouts/web")
+    assert patch == {"metadata": {"annotations": {"sluice.dev/action": action}}}
+    assert capsys.readouterr().out == f"rollout team-b/web: {action} requested\n"
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (403, 'error: forbidden: rollouts.sluice.dev "web" is forbidden: '
+              'User "dev" cannot get resource\n'),
+        (401, "error: unauthorized (check the kubeconfig's credentials): Unauthorized\n"),
+    ],
+)  # fmt: skip
+def test_forbidden_and_unauthorized_are_one_line(
+    api: tuple[FakeApi, Path], status: int, expected: str
+) -> None:
+    server, kubeconfig = api
+    server.status = status
+    for argv in (["get", "rollout", "web"], ["list"], ["abort", "web"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "sluice.cli.main", *argv, "--context", "b",
+             "--kubeconfig", str(kubeconfig)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert (proc.returncode, proc.stdout, proc.stderr) == (3, "", expected), argv
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from sluice import __version__
+
+    assert main(["version"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "plugin": "kubectl-sluice",
+        "version": __version__,
+    }
+    assert main(["version", "--short"]) == 0
+    assert capsys.readouterr().out == f"{__version__}\n"
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"sluice {__version__}\n"
+
+
+TEMPLATE_FILE = ROOT / "examples" / "analysis" / "http-health-template.yaml"
+
+
+def test_lint_checks_analysis_templates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lint", str(TEMPLATE_FILE)]) == 0
+    assert capsys.readouterr().out == f"{TEMPLATE_FILE}: AnalysisTemplate http-health: ok\n"
+    text = TEMPLATE_FILE.read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        text.replace("errorRate: {max: 0.05", "errorRate: {max: lots")
+        + "---\n"
+        + text.replace("kind: AnalysisTemplate", "kind: ClusterAnalysisTemplate")
+    )
+    assert main(["lint", str(bad)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2, out
+    assert out[0].startswith(f"{bad}: AnalysisTemplate http-health: spec.metrics.0.errorRate.max")
+    assert out[1] == f"{bad}: ClusterAnalysisTemplate http-health: ok"

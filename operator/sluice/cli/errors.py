@@ -15,7 +15,8 @@ def describe(exc: BaseException) -> str | None:
         return str(exc)
     name = type(exc).__name__
     module = type(exc).__module__ or ""
-    if name == "ApiException":
+    # The client raises subclasses (ForbiddenException, UnauthorizedException, ...).
+    if any(c.__name__ == "ApiException" for c in type(exc).__mro__):
         return _api(exc)
     if name == "ConfigException" or module.startswith("kubernetes.config"):
         return f"kubeconfig: {exc}"

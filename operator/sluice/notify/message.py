@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from typing import Any
 
 Body = dict[str, Any]
+STEP = re.compile(r"step (\d+)/(\d+)\b")
 
 # Event reason (what the engine posts) -> notification event.
 KINDS = {
@@ -30,15 +32,46 @@ def kind_of(reason: str) -> str | None:
     return KINDS.get(reason)
 
 
-def waits_for_promote(rollout: Body) -> bool:
-    """The current step is a pause without a duration: it holds until someone promotes."""
+def step_index(reached: str, offset: int = 0) -> int | None:
+    """The step a StepReached message names ("step 2/5: ..."), plus `offset`."""
+    found = STEP.match(reached)
+    return None if found is None else int(found.group(1)) + offset
+
+
+def waits_for_promote(rollout: Body, reached: str) -> bool:
+    """The step `reached` names is where the rollout stands, and it is a pause without a
+    duration: it holds until someone promotes. (One decision can pass several steps; only
+    the last one's Event is about the pause.)"""
     st, spec = rollout.get("status") or {}, rollout.get("spec") or {}
     steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
     index = st.get("currentStepIndex")
     if not isinstance(index, int) or not 0 <= index < len(steps):
         return False
+    if step_index(reached) not in (None, index):
+        return False
     pause = steps[index].get("pause")
     return isinstance(pause, dict) and pause.get("duration") is None
+
+
+def step_completed(rollout: Body, reached: str) -> str | None:
+    """The engine posts StepReached when it moves on, so the step before the one reached
+    is the one completed: name it, and where the rollout went next."""
+    from sluice.api.rollout import RolloutSpec
+    from sluice.engine.decide import describe_step
+
+    try:
+        spec: RolloutSpec | None = RolloutSpec.model_validate(rollout.get("spec") or {})
+    except ValueError:
+        spec = None
+    if spec is not None and spec.strategy.blue_green is not None:
+        return f"preview completed ({describe_step(spec, 0)}); now at {reached}"
+    found, done = STEP.match(reached), step_index(reached, -1)
+    if found is None or done is None or done < 0:
+        return None  # not a step change this code knows: say nothing rather than guess
+    text = f"step {done}/{found.group(2)} completed"
+    if spec is not None and done < len(spec.strategy.canary.steps):
+        text += f" ({describe_step(spec, done).partition(': ')[2]})"
+    return f"{text}; now at {reached}"
 
 
 def failed_measurement(runs: list[Body], revision: str | None) -> Body | None:
