@@ -345,7 +345,8 @@ def test_a_failed_bake_after_promotion_switches_back_to_the_warm_previous(stage:
     st = stage.cluster.status("shop")
     assert st["stableRevision"] == stage.revisions[1] and st["stableSlot"] == "b"
     assert stage.cluster.condition("Completed", "shop")["status"] == "False"
-    assert stage.cluster.replicas("shop-a")[0] == 4  # the previous version, kept warm
+    # The previous version stays warm with the 2 pods it ran at 50 %: never scaled back up.
+    assert stage.cluster.replicas("shop-a")[0] == 2
     stage.canary.set(error_rate=0.5)  # the new stable goes bad during the bake
     st = aborted(stage, "AnalysisFailed")
     assert st["stableRevision"] == stage.revisions[0] and st["stableSlot"] == "a"
