@@ -272,3 +272,27 @@ def test_a_step_the_router_cannot_do_is_an_invalid_spec(
     assert d.status.phase == "Degraded" and "InvalidSpec" in d.true_conditions()
     assert refusal in d.condition("InvalidSpec").message
     assert d.revision_of("a") is None and d.traffic is None  # nothing deployed, nothing routed
+
+
+def test_a_failed_bake_goes_back_to_a_previous_with_no_pod_only_once_it_has_them() -> None:
+    d = at_first_pause(
+        routed(
+            [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}, {"pause": {"duration": 5}}],
+            dynamic=True,
+            postPromotionAnalysis=ANALYSIS,
+        )
+    )
+    d.step(1, action="promote")
+    d.run(14, tick=2)
+    assert d.status.post_promotion_run and d.replicas("a") == 0
+    d.set_run(d.status.post_promotion_run, "Failed", "errors: 0.4 is not < 0.02")
+    d.step(1)
+    assert d.status.stable_slot == "a" and d.status.phase == "Degraded"
+    assert d.replicas("a") == 4  # the previous is brought back
+    assert d.traffic == TrafficPlan("b"), "traffic went to a version with no Ready pod"
+    assert "Ready before traffic returns" in d.status.message
+    d.run(4, tick=1)  # its pods are Ready after 2 s
+    assert d.traffic == TrafficPlan("a")
+    assert d.moves[-1][1] == 4  # all 4 Ready when the routers got it back
+    d.run(40, tick=10)
+    assert (d.replicas("a"), d.replicas("b")) == (4, 0)

@@ -396,21 +396,32 @@ class _Decider:
         self.targets[self.stable_slot] = (self.replicas, False)
         self.targets[self.canary_slot] = (self.obs.slots[self.canary_slot].replicas, False)
 
+    def _stable_not_back(self) -> bool:
+        """Must traffic stay where it is until the stable has its pods Ready again?
+
+        With dynamicStableScale the stable shrank with its share: it takes its traffic back
+        at full size only. A reverted promotion goes back to a warm previous version that
+        may have no pod left (it kept only what it ran): not before it has a Ready one."""
+        held, s = self.obs.traffic.plan, self.s
+        if held is None:
+            return False
+        ready = self._ready(self.stable_slot, s.stable_revision)
+        if held.stable_slot != self.stable_slot:
+            return ready < (self.replicas if self.dynamic else 1)
+        return self.dynamic and held.canary_weight > 0 and ready < self.replicas
+
     def _aborted(self) -> None:
         s = self.s
         assert s.abort is not None
         self.targets[self.stable_slot] = (self.replicas, False)
         held = self.obs.traffic.plan
-        if (
-            self.dynamic
-            and held is not None
-            and held.canary_weight > 0
-            and self._ready(self.stable_slot, s.stable_revision) < self.replicas
-        ):
-            # The stable shrank with its share: traffic goes back only once it can carry it.
+        if held is not None and self._stable_not_back():
+            # The stable shrank (or kept no pod): traffic goes back once it can carry it.
             self.abort_hold = True
             s.canary_weight = held.canary_weight
-            self.waiting_for = f"stable back at {self.replicas} ready before traffic returns"
+            self.waiting_for = f"stable {s.stable_revision} Ready before traffic returns"
+            if self.dynamic:
+                self.waiting_for = f"stable back at {self.replicas} ready before traffic returns"
             self.targets[self.canary_slot] = (self.obs.slots[self.canary_slot].replicas, False)
             return
         s.canary_weight = 0
@@ -694,6 +705,9 @@ class _Decider:
         self.targets = {self.stable_slot: (self.replicas, False)}
         self.targets[bad_slot] = (self.obs.slots[bad_slot].replicas, False)
         self._due_in(self.spec.strategy.abort_scale_down_delay())
+        if self._stable_not_back():
+            self.abort_hold = True  # _aborted() lets traffic go once it has its pods
+            self.waiting_for = f"stable {previous.revision} Ready before traffic returns"
 
     def _prune_runs(self) -> None:
         """Finished runs of attempts older than revisionHistoryLimit go; the rest stay to read."""
