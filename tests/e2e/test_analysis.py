@@ -345,12 +345,15 @@ def test_a_failed_bake_after_promotion_switches_back_to_the_warm_previous(stage:
     st = stage.cluster.status("shop")
     assert st["stableRevision"] == stage.revisions[1] and st["stableSlot"] == "b"
     assert stage.cluster.condition("Completed", "shop")["status"] == "False"
-    assert stage.cluster.replicas("shop-a")[0] == 4  # the previous version, kept warm
+    # The previous version stays warm with the 2 pods it ran at 50 %: never scaled back up.
+    assert stage.cluster.replicas("shop-a")[0] == 2
     stage.canary.set(error_rate=0.5)  # the new stable goes bad during the bake
     st = aborted(stage, "AnalysisFailed")
     assert st["stableRevision"] == stage.revisions[0] and st["stableSlot"] == "a"
     assert "reverted to" in st["abort"]["message"] and "post" in st["abort"]["message"]
-    assert stage.cluster.replicas("shop-a") == (4, 4)
+    # Traffic went back to its 2 Ready pods at once; the other 2 come back beside them.
+    assert stage.cluster.replicas("shop-a")[0] == 4
+    wait_for("previous back at 4", lambda: stage.cluster.replicas("shop-a") == (4, 4), timeout=60)
 
 
 def test_simulate_decides_like_the_operator(stage: Stage, tmp_path: Path) -> None:

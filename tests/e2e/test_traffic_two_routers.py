@@ -2,7 +2,9 @@
 
 The VirtualService is missing at first: nothing moves anywhere (the canary Ingress stays
 at 0 % too) and the Rollout says why; once it appears both carry each weight, and the
-status counts a weight only after both did (checked on the watch history).
+status counts a weight only after both did (checked on the watch history). Back to the
+stable is different: an abort moves every router that can take it, and the canary keeps
+its pods until the broken one carries it too.
 """
 
 from __future__ import annotations
@@ -120,3 +122,49 @@ def test_nginx_and_istio_move_together_and_wait_for_each_other(
         ),
         timeout=30,
     )
+
+
+def test_an_abort_moves_the_healthy_router_back_while_the_other_is_broken(
+    cluster: Cluster, operator: Operator, recorder: Recorder
+) -> None:
+    body = rollout(ISTIO, [{"setWeight": 50}, {"pause": {}}])
+    body["spec"]["strategy"]["canary"]["trafficRouting"]["nginx"] = {"stableIngress": "web"}
+    apply(cluster, INGRESS)
+    apply(cluster, ISTIO.objects[0])
+    apply(cluster, body)
+    wait_for("v1 Healthy", lambda: cluster.status().get("phase") == "Healthy", timeout=60)
+    cluster.set_image("nginx:1.28")
+    wait_for(
+        "weight 50 in both",
+        lambda: (
+            cluster.status().get("canaryWeight") == 50
+            and cluster.condition("Paused").get("reason") == "PauseStep"
+        ),
+        timeout=60,
+    )
+    canary = cluster.status()["canary"]["slot"]
+    assert cluster.replicas(f"web-{canary}")[0] == 2
+
+    cluster.kubectl("delete", ISTIO.resource, "web")  # the VirtualService goes: broken router
+    cluster.action("abort")
+    wait_for(
+        "NGINX back at 0 % although Istio cannot be written",
+        lambda: nginx_weight(cluster.get("ingress", "web-web-canary")) == 0,
+        timeout=30,
+    )
+    wait_for(
+        "the broken router named in the status",
+        lambda: "VirtualService web" in (cluster.status().get("message") or ""),
+        timeout=30,
+    )
+    assert cluster.status()["phase"] == "Degraded"
+    time.sleep(6)  # well past scaleDownDelaySeconds (2)
+    assert cluster.replicas(f"web-{canary}")[0] == 2, "the canary lost its pods while routed"
+
+    apply(cluster, ISTIO.objects[0])  # back, as it was before the rollout (100 % stable)
+    wait_for(
+        "canary scaled down once every router carries 100 % stable",
+        lambda: cluster.replicas(f"web-{canary}")[0] == 0,
+        timeout=60,
+    )
+    assert ISTIO.weights(cluster.get(ISTIO.resource, "web") or {}) == (100, 0)

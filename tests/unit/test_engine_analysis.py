@@ -421,9 +421,14 @@ def test_retry_after_a_failed_analysis_uses_new_run_names() -> None:
 # ---------------------------------------------------------------- post-promotion analysis
 
 
-def promoted_under_bake(delay: int = 10) -> tuple[Driver, Decision]:
+def promoted_under_bake(
+    delay: int = 10, steps: list[dict[str, Any]] | None = None
+) -> tuple[Driver, Decision]:
     spec = make_spec(
-        [{"setWeight": 50}], replicas=4, scaleDownDelaySeconds=delay, postPromotionAnalysis=ANALYSIS
+        steps or [{"setWeight": 50}],
+        replicas=4,
+        scaleDownDelaySeconds=delay,
+        postPromotionAnalysis=ANALYSIS,
     )
     d = healthy(spec)
     d.step(1, spec=with_image(spec, "web:2"))
@@ -446,20 +451,21 @@ def test_post_promotion_run_starts_after_the_swap_and_keeps_the_previous_warm() 
     assert d.condition("Completed").status == "False"
     assert d.condition("Healthy").status == "False"
     assert POST in d.status.message
-    assert (d.replicas("a"), d.replicas("b")) == (4, 4)
+    # Warm keeps the 2 pods web:1 still ran at 50 %: it is never scaled back up for the bake.
+    assert (d.replicas("a"), d.replicas("b")) == (2, 4)
     assert d.status.previous is not None and d.status.previous.slot == "a"
 
-    d.run(120, tick=10)  # far beyond scaleDownDelaySeconds: web:1 stays at full scale
-    assert (d.replicas("a"), d.replicas("b")) == (4, 4) and d.revision_of("a") == V1
+    d.run(120, tick=10)  # far beyond scaleDownDelaySeconds: web:1 keeps its 2 pods
+    assert (d.replicas("a"), d.replicas("b")) == (2, 4) and d.revision_of("a") == V1
 
     d.set_run(POST, "Successful")
     passed = d.step(1)
     assert ("AnalysisPassed", "Normal") in events(passed)
     assert d.status.phase == "Healthy" and d.status.post_promotion_run is None
     assert d.true_conditions() == {"Healthy", "Completed"}
-    assert d.replicas("a") == 4  # now the usual scaleDownDelaySeconds
+    assert d.replicas("a") == 2  # now the usual scaleDownDelaySeconds
     d.step(9)
-    assert d.replicas("a") == 4
+    assert d.replicas("a") == 2
     gone = d.step(1)
     assert d.replicas("a") == 0 and "ScaledDown" in d.reasons([gone])
     assert d.terminated == []
@@ -515,7 +521,8 @@ def test_retry_after_a_failed_bake_runs_a_new_canary_with_new_names() -> None:
 
 
 def test_template_back_to_previous_during_the_bake_rolls_back_and_ends_it() -> None:
-    d, _ = promoted_under_bake(delay=10)
+    # A canary that took no traffic leaves web:1 at its 4 pods: warm enough to switch back.
+    d, _ = promoted_under_bake(delay=10, steps=[{"pause": {"duration": 1}}])
     back = d.step(1, spec=with_image(d.spec, "web:1"))
     assert "RolledBack" in d.reasons([back])
     assert d.status.stable_revision == V1 and d.traffic == TrafficPlan(stable_slot="a")

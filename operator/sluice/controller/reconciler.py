@@ -71,7 +71,7 @@ from sluice.routers import applied as A
 from sluice.routers.base import ObjectRef, RouteContext, RouterProblem
 from sluice.routers.factory import routers as build_routers
 from sluice.routers.services import ServiceRouter
-from sluice.routers.set import RouterSet
+from sluice.routers.set import PartlyApplied, RouterSet
 
 log = logs.get("sluice.reconciler")
 FINALIZER = f"{GROUP}/traffic-release"  # only while a router edits objects the user owns
@@ -652,6 +652,8 @@ class Controller:
         try:
             written = await routers.apply(ctx, act.plan)
         except RouterProblem as exc:
+            for body in exc.written if isinstance(exc, PartlyApplied) else []:
+                self._cache_written(body)  # the routers that took it (back to stable)
             if self.traffic_problems.get(key) != str(exc):
                 log.warning("router problem", namespace=key[0], rollout=key[1], problem=str(exc))
             self.traffic_problems[key] = str(exc)

@@ -396,21 +396,32 @@ class _Decider:
         self.targets[self.stable_slot] = (self.replicas, False)
         self.targets[self.canary_slot] = (self.obs.slots[self.canary_slot].replicas, False)
 
+    def _stable_not_back(self) -> bool:
+        """Must traffic stay where it is until the stable has its pods Ready again?
+
+        With dynamicStableScale the stable shrank with its share: it takes its traffic back
+        at full size only. A reverted promotion goes back to a warm previous version that
+        may have no pod left (it kept only what it ran): not before it has a Ready one."""
+        held, s = self.obs.traffic.plan, self.s
+        if held is None:
+            return False
+        ready = self._ready(self.stable_slot, s.stable_revision)
+        if held.stable_slot != self.stable_slot:
+            return ready < (self.replicas if self.dynamic else 1)
+        return self.dynamic and held.canary_weight > 0 and ready < self.replicas
+
     def _aborted(self) -> None:
         s = self.s
         assert s.abort is not None
         self.targets[self.stable_slot] = (self.replicas, False)
         held = self.obs.traffic.plan
-        if (
-            self.dynamic
-            and held is not None
-            and held.canary_weight > 0
-            and self._ready(self.stable_slot, s.stable_revision) < self.replicas
-        ):
-            # The stable shrank with its share: traffic goes back only once it can carry it.
+        if held is not None and self._stable_not_back():
+            # The stable shrank (or kept no pod): traffic goes back once it can carry it.
             self.abort_hold = True
             s.canary_weight = held.canary_weight
-            self.waiting_for = f"stable back at {self.replicas} ready before traffic returns"
+            self.waiting_for = f"stable {s.stable_revision} Ready before traffic returns"
+            if self.dynamic:
+                self.waiting_for = f"stable back at {self.replicas} ready before traffic returns"
             self.targets[self.canary_slot] = (self.obs.slots[self.canary_slot].replicas, False)
             return
         s.canary_weight = 0
@@ -437,7 +448,9 @@ class _Decider:
             return
         left = (parse(previous.scale_down_at) - self.now).total_seconds()
         if self.s.post_promotion_run and previous.slot != self.stable_slot:
-            self.targets[previous.slot] = (self.replicas, False)  # the revert target
+            # The revert target, warm with what it runs: never scaled back up for the bake.
+            running = self.obs.slots[previous.slot].replicas
+            self.targets[previous.slot] = (min(running, self.replicas), False)
             return
         if left <= 0 and self.routed and not self.obs.traffic.settled(self._traffic()):
             # The routers have not read back the plan that took traffic off it: it keeps
@@ -692,6 +705,9 @@ class _Decider:
         self.targets = {self.stable_slot: (self.replicas, False)}
         self.targets[bad_slot] = (self.obs.slots[bad_slot].replicas, False)
         self._due_in(self.spec.strategy.abort_scale_down_delay())
+        if self._stable_not_back():
+            self.abort_hold = True  # _aborted() lets traffic go once it has its pods
+            self.waiting_for = f"stable {previous.revision} Ready before traffic returns"
 
     def _prune_runs(self) -> None:
         """Finished runs of attempts older than revisionHistoryLimit go; the rest stay to read."""
@@ -768,11 +784,16 @@ class _Decider:
             s.post_promotion_run = run_name(
                 self.inp.name, self.revision, s.attempt, "postPromotion"
             )
-        kept = (
-            f"; {left_revision} kept warm for {self.spec.strategy.scale_down_delay()}s"
-            if s.previous
-            else ""
-        )
+        kept = ""
+        if s.previous:
+            running = min(self.obs.slots[left].replicas, self.replicas)
+            until = "until post-promotion analysis passes, then " if post else ""
+            kept = (
+                f"; {left_revision} kept warm with {running} pods {until}for "
+                f"{self.spec.strategy.scale_down_delay()}s"
+                if running
+                else f"; {left_revision} had no pods left to keep warm"
+            )
         how = ": the active Service selects it" if self.blue_green else f" after {steps} steps"
         self._event("Completed", f"canary {self.revision} promoted to stable{how}{kept}")
 
@@ -815,8 +836,11 @@ class _Decider:
         """(phase, reason, message) for status and conditions."""
         s, spec = self.s, self.spec
         if s.abort:
-            abort = s.abort
-            return "Degraded", abort.reason, f"aborted: {abort.message}"
+            abort, problem = s.abort, self.obs.traffic.problem
+            note = f"; router problem: {problem}" if problem else ""
+            if self.waiting_for:
+                note += f"; waiting for {self.waiting_for}"
+            return "Degraded", abort.reason, f"aborted: {abort.message}{note}"
         if s.canary_revision and self.replacing:
             stable_ready = self._ready(self.stable_slot, s.stable_revision)
             return (
@@ -890,8 +914,23 @@ class _Decider:
             ready_replicas=self._ready(slot, revision),
         )
 
+    def _hold_pods_under_traffic(self) -> None:
+        """With a router, no slot goes to 0 pods before every router has verified the plan
+        that takes traffic off it (an abort, a promotion, a template set back): a router
+        that lags or cannot be written may still send that slot requests."""
+        if not self.routed or self.obs.traffic.settled(self._traffic()):
+            return
+        for slot in SLOTS:
+            seen = self.obs.slots[slot]
+            replicas, deploy = self.targets.get(slot, (0, False))
+            if replicas == 0 and not deploy and seen.exists and seen.replicas > 0:
+                self.targets[slot] = (seen.replicas, False)
+                self.waiting_for = self.waiting_for or "routers to verify before the scale-down"
+                self._due_in(VERIFY_POLL_SECONDS)
+
     def _finish(self) -> Decision:
         s = self.s
+        self._hold_pods_under_traffic()
         self._plan_actions()
         phase, reason, message = self._phase()
         message = clip(message)

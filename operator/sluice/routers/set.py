@@ -7,6 +7,26 @@ from sluice.routers.base import Body, ObjectRef, RouteContext, RouterProblem, Tr
 from sluice.routers.services import ServiceRouter
 
 
+class PartlyApplied(RouterProblem):
+    """The plan is in every router but the ones named; `written` is what was written."""
+
+    def __init__(self, message: str, written: list[Body]) -> None:
+        super().__init__(message)
+        self.written = written
+
+
+def toward_stable(before: TrafficPlan | None, plan: TrafficPlan) -> bool:
+    """Does `plan` only take traffic off the canary of `before` (an abort, a lower weight, a
+    header route removed, a release)? A new stable slot (a promotion) is not that."""
+    if before is None:
+        return plan.canary_slot is None
+    return (
+        plan.stable_slot == before.stable_slot
+        and plan.canary_weight <= before.canary_weight
+        and set(plan.header_routes) <= set(before.header_routes)
+    )
+
+
 class RouterSet:
     def __init__(self, services: ServiceRouter, providers: list[TrafficRouter]) -> None:
         self.services = services
@@ -37,15 +57,33 @@ class RouterSet:
 
     async def apply(self, ctx: RouteContext, plan: TrafficPlan) -> list[Body]:
         """Stable side first, canary Service last: a promotion or a rollback then never
-        sends a request to a version that the plan takes traffic away from."""
-        for provider in self.providers:  # all or none: no router moves while one cannot
-            problem = provider.verify(ctx, plan).problem
-            if problem:
-                raise RouterProblem(ctx.spec.strategy.localize(problem))
+        sends a request to a version that the plan takes traffic away from.
+
+        Traffic toward the canary moves in all routers or none. Traffic back to the stable
+        (an abort) moves in every router that can take it: one broken router must not keep
+        the others on the canary. The broken ones are then raised as PartlyApplied."""
+        localize = ctx.spec.strategy.localize
+        broken = {id(p): p.verify(ctx, plan).problem for p in self.providers}
+        first = next((problem for problem in broken.values() if problem), None)
+        partial = toward_stable(self.services.applied(ctx), plan)
+        if first and not partial:
+            raise RouterProblem(localize(first))
+        problems: list[str] = []
         written = await self.services.apply(ctx, plan, {"root", "stable"})
         for provider in self.providers:
-            written += await provider.apply(ctx, plan)
+            problem = broken[id(provider)]
+            if problem is None:
+                try:
+                    written += await provider.apply(ctx, plan)
+                    continue
+                except RouterProblem as exc:
+                    if not partial:
+                        raise
+                    problem = str(exc)
+            problems.append(localize(problem))
         written += await self.services.apply(ctx, plan, {"canary"})
+        if problems:
+            raise PartlyApplied("; ".join(problems), written)
         return written
 
     async def release(self, ctx: RouteContext) -> list[Body]:
