@@ -751,12 +751,19 @@ def play(d: Driver, script: list[Op]) -> None:
         if (s.abort is not None and s.abort.reason in GATE_ABORTS) or must_abort:
             assert d.traffic.canary_weight == 0 and d.traffic.canary_slot is None
             assert all(t.canary_weight == 0 for t in traffic_set(decision))
-        if s.abort is not None:
+        # Traffic follows the stable, except while the version reverted to has no Ready pod
+        # (a warm previous keeps only what it ran, maybe none): sending it there would be
+        # an outage, so it waits, saying so, and moves once a pod of it is Ready.
+        not_ready = s.stable_slot is not None and (
+            d.cluster.observe(d.t).slots[s.stable_slot].ready == 0
+        )
+        held = not_ready and "Ready before traffic returns" in s.message
+        if s.abort is not None and not held:
             assert d.traffic.stable_slot == s.stable_slot
         # A failed bake sends traffic back to the previous version, never to the failed one.
         if must_abort and before.post_promotion_run and before.previous is not None:
             assert s.stable_revision == before.previous.revision
-            assert d.traffic.stable_slot == before.previous.slot
+            assert held or d.traffic.stable_slot == before.previous.slot
         bake = before.post_promotion_run
         if bake in failed_before and s.abort is not None and before.abort is None:
             assert s.stable_revision != d.runs[bake].revision, f"reverted to {s.stable_revision}"
