@@ -11,7 +11,7 @@ import aiohttp
 import kopf
 from aiohttp import web
 
-from sluice import alerts, leader, logs, memdiag, server, telemetry
+from sluice import alerts, kopf_watch, leader, logs, memdiag, server, telemetry
 from sluice.api.rollout import GROUP, VERSION
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube, load_config
@@ -49,6 +49,8 @@ class Options:
     instance: str | None = None  # shard: the sluice.dev/controller-instance label it serves
     track_secrets: bool = False  # trackConfig may watch and copy Secrets (RBAC to match)
 
+
+kopf_watch.install()  # a 404 while the API server reloads its CRDs retries the watch
 
 OPTIONS = Options()
 STATE: dict[str, Any] = {}

@@ -237,6 +237,9 @@ def test_a_heavier_latency_tail_with_the_same_p50_is_failed_by_the_judge_live(
                         "provider": provider,
                         "interval": "5s",
                         "latency": {"quantile": 0.5, "maxSeconds": 0.05, "window": "30s"},
+                        # rate() needs two scrapes of the canary: no data before that
+                        "initialDelay": "5s",
+                        "inconclusiveLimit": 5,
                     },
                 ]
             },
