@@ -139,7 +139,8 @@ def test_promotion_without_delay_keeps_the_old_stable_until_the_routers_verified
 # ---------------------------------------------------------------- warm, never scaled up
 
 
-def test_post_promotion_bake_does_not_scale_the_previous_version_back_up() -> None:
+def promoted_from_100_into_a_bake() -> Any:
+    """dynamicStableScale, promoted at 100 % with a post-promotion analysis to come."""
     d = at_first_pause(
         routed(
             [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}, {"pause": {"duration": 5}}],
@@ -148,6 +149,11 @@ def test_post_promotion_bake_does_not_scale_the_previous_version_back_up() -> No
         )
     )
     d.step(1, action="promote")
+    return d
+
+
+def test_post_promotion_bake_does_not_scale_the_previous_version_back_up() -> None:
+    d = promoted_from_100_into_a_bake()
     d.run(4, tick=2)
     assert d.replicas("a") == 0  # web:1 takes no traffic at 100 %: dynamicStableScale
     d.run(10, tick=2)
@@ -275,14 +281,7 @@ def test_a_step_the_router_cannot_do_is_an_invalid_spec(
 
 
 def test_a_failed_bake_goes_back_to_a_previous_with_no_pod_only_once_it_has_them() -> None:
-    d = at_first_pause(
-        routed(
-            [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}, {"pause": {"duration": 5}}],
-            dynamic=True,
-            postPromotionAnalysis=ANALYSIS,
-        )
-    )
-    d.step(1, action="promote")
+    d = promoted_from_100_into_a_bake()
     d.run(14, tick=2)
     assert d.status.post_promotion_run and d.replicas("a") == 0
     d.set_run(d.status.post_promotion_run, "Failed", "errors: 0.4 is not < 0.02")
