@@ -633,11 +633,27 @@ class Controller:
         for other in self._claim(key, claims):
             self.queue.add(other)
         for claim in sorted(claims):
-            rivals = [k for k in self.claims[(key[0], claim)] if k in self.cache.rollouts]
+            rivals = [k for k in self._rivals(key[0], claim) if k in self.cache.rollouts]
             owner = min(rivals, key=self._age)
             if owner != key:
                 return f"shared route: {claim} is already managed by Rollout {owner[1]}"
         return None
+
+    def _rivals(self, namespace: str, claim: str) -> set[Key]:
+        """The claimants of `claim`. An NGINX Ingress not read yet is claimed whole
+        ("Ingress web"), one read by its host rules ("Ingress web host h"): the two
+        overlap, whichever Rollout saw the Ingress first."""
+        found = set(self.claims.get((namespace, claim), set()))
+        if claim.startswith("Ingress "):
+            whole = claim.split(" host ", 1)[0]
+            for (ns, other), who in self.claims.items():
+                if (
+                    ns == namespace
+                    and other != claim
+                    and (other == whole or (claim == whole and other.startswith(f"{whole} host ")))
+                ):
+                    found |= who
+        return found
 
     def _age(self, key: Key) -> tuple[str, str]:
         meta = self.cache.rollouts[key]["metadata"]
