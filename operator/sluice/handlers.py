@@ -11,7 +11,7 @@ import aiohttp
 import kopf
 from aiohttp import web
 
-from sluice import alerts, kopf_watch, leader, logs, memdiag, server, telemetry
+from sluice import alerts, kopf_watch, leader, leader_label, logs, memdiag, server, telemetry
 from sluice.api.rollout import GROUP, VERSION
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube, load_config
@@ -145,9 +145,20 @@ async def _lead(kube: Kube) -> None:
     )
     STATE["elector"] = elector
     kube.guard = elector.check  # every Kubernetes call of the operator, from now on
+    # The alerts Service selects the leader's pod by a label (leader_label.py): written
+    # on its own thread, so it never holds up the Lease.
+    label = leader_label.PodLabel.from_env(lambda: load_config(OPTIONS.kubeconfig, 1))
+    STATE["leader_label"] = label
+    label.mark(False)  # a stale label of this pod's previous process
     log.info("waiting for the lease", lease=f"{opts.namespace}/{opts.name}", id=elector.identity)
     await elector.acquire()
-    elector.start_renewing(leader.exit_process)
+    label.mark(True, elector.taken_from)
+
+    def lost(why: str) -> None:
+        label.unmark(timeout=1.0)  # the guard is closed already; the process ends next
+        leader.exit_process(why)
+
+    elector.start_renewing(lost)
 
 
 def _ready() -> bool:
@@ -159,7 +170,9 @@ def _ready() -> bool:
 
 async def _alerts(request: web.Request) -> web.StreamResponse:
     handler = STATE.get("alerts")
-    if handler is None:  # Alertmanager retries a 5xx, so it reaches the leader
+    # The chart's alerts Service selects only the leader's pod (leader_label.py); a standby
+    # reached anyway (the label moving) answers 503, which Alertmanager retries.
+    if handler is None:
         return web.Response(status=503, text="not the leader\n")
     response: web.StreamResponse = await handler(request)
     return response
@@ -179,6 +192,9 @@ async def cleanup(**_: Any) -> None:
     if "elector" in STATE:
         await STATE["elector"].release()
         STATE["elector"].close()
+    if "leader_label" in STATE:
+        await asyncio.to_thread(STATE["leader_label"].unmark, 2.0)
+        STATE["leader_label"].close()
     for runner in ("runner", "alerts_runner"):
         if runner in STATE:
             await STATE[runner].cleanup()

@@ -85,6 +85,7 @@ class Elector:
         self.renewed_at: float | None = None  # start of the last successful acquire/renew
         self.lost = False
         self.lease: Body | None = None
+        self.taken_from: str | None = None  # the holder before this replica, if any
         self.task: asyncio.Task[None] | None = None
         telemetry.LEADER.set(0)
 
@@ -129,6 +130,7 @@ class Elector:
                 duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
                 if not holder or holder == self.identity or answered - seen_at >= duration:
                     self.lease = await self._run(self.store.replace, self._record(current))
+                    self.taken_from = holder or None
                     return self._won(started, f"taken over from {holder or 'nobody'}")
                 if not announced:
                     log.info("standing by", holder=holder, identity=self.identity)

@@ -1,7 +1,7 @@
 """The API server answering 429, 500 and 504 to a fraction of the operator's requests.
 
-The operator talks to the API server through a fault-injecting proxy (tests/chaos/
-proxy.py); for a window, a seeded fraction of its requests gets 429 (with Retry-After),
+The operator talks to the API server through a fault-injecting proxy (tests/support/
+apiproxy.py); for a window, a seeded fraction of its requests gets 429 (with Retry-After),
 500 or 504. It must back off (the requests per second the proxy saw in the window stay
 near what it saw before: no storm), lose no state, and every round must end as its
 scenario says, with the kill test's history invariants.
@@ -21,9 +21,9 @@ import pytest
 
 from tests.chaos.conftest import violations
 from tests.chaos.fleet import SCENARIOS, Fleet
-from tests.chaos.proxy import FaultProxy
 from tests.chaos.recording import ChaosRecorder
 from tests.e2e.conftest import Cluster, Operator
+from tests.support.apiproxy import FaultProxy
 
 pytestmark = pytest.mark.e2e
 

@@ -238,6 +238,53 @@ def test_deployment_pods_are_locked_down_and_probed() -> None:
         assert c["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
 
 
+def test_the_alerts_service_selects_only_the_leader_pod() -> None:
+    """The leader labels its own Pod (leader_label.py); the Service selects the label, so a
+    standby (503) gets no alert. Without election nothing labels a pod: no such key."""
+    from sluice.leader_label import LEADER
+
+    def alerts_selector(values: dict[str, Any]) -> dict[str, str]:
+        objects = render({"alerts": {"enabled": True}, **values})
+        service = next(
+            s for s in of_kind(objects, "Service") if s["metadata"]["name"] == "sluice-alerts"
+        )
+        return dict(service["spec"]["selector"])
+
+    pod_labels = one(render(), "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert alerts_selector({}) == {**pod_labels, LEADER: "true"}
+    assert alerts_selector(COMBINATIONS["single"]) == pod_labels
+    metrics = next(
+        s for s in of_kind(render(), "Service") if s["metadata"]["name"] == "sluice-metrics"
+    )
+    assert LEADER not in metrics["spec"]["selector"]  # every replica is scraped
+
+
+@pytest.mark.parametrize("combo", ["defaults", "namespaced"])
+def test_leader_pod_label_rights_are_get_and_patch_in_the_release_namespace(combo: str) -> None:
+    objects = render(COMBINATIONS[combo])
+    pod_grants = [
+        (kind, namespace, verb)
+        for kind, namespace, group, resource, verb in permissions(objects)
+        if (group, resource) == ("", "pods")
+    ]
+    assert sorted(pod_grants) == [
+        ("Role", "sluice-system", "get"),
+        ("Role", "sluice-system", "patch"),
+    ]
+    role = next(r for r in of_kind(objects, "Role") if r["metadata"]["name"] == "sluice-leader-pod")
+    binding = next(
+        b for b in of_kind(objects, "RoleBinding") if b["metadata"]["name"] == "sluice-leader-pod"
+    )
+    assert "resourceNames" not in role["rules"][0]  # pods are named at random
+    assert binding["roleRef"]["name"] == "sluice-leader-pod"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "sluice", "namespace": "sluice-system"}
+    ]
+    # without election no pod is labelled: no rights on pods at all
+    single = render(COMBINATIONS["single"])
+    assert not [p for p in permissions(single) if (p[2], p[3]) == ("", "pods")]
+
+
 def test_two_replicas_elect_a_leader_on_the_release_lease() -> None:
     container = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     args = container["args"]

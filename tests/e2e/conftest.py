@@ -147,12 +147,13 @@ class Operator:
         self.port = 0
         self.args: list[str] = []  # extra `sluice run` flags, set before start()
         self.cluster_wide = False  # True: no --namespace (pair it with --instance)
+        self.env: dict[str, str] = {}  # extra environment (e.g. POD_NAME), set before start()
 
     def start(self) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig}
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, **self.env}
         handle = self.log.open("ab")
         self.proc = subprocess.Popen(
             [

@@ -4,7 +4,11 @@ Both run as the chart's ServiceAccount (its Roles applied for real), with the fl
 chart's Deployment, short durations (lease 4 s, renew deadline 3 s, retry 1 s). The
 rollout is examples/rollout-basic.yaml (20 % -> 5 s -> 50 % -> manual promote).
 What the API server saw is recorded by history.History: every write by the field manager
-"sluice" and every change of the Lease holder.
+"sluice" and every change of the Lease holder. Each operator also talks to the API server
+through its own recording proxy (tests/support/apiproxy.py, forwarding with the
+ServiceAccount's token), so every request is attributed to the replica that made it.
+Each runs as the Pod of its name (POD_NAME): a Pod object that leader_pods.py makes Ready
+with an IP, behind the chart's alerts Service, which must select only the leader's Pod.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.chart_identity import ChartIdentity
 from tests.e2e.conftest import Cluster, Operator, wait_for
+from tests.e2e.leader_pods import LeaderPods
 from tests.e2e.test_canary import at_step, healthy_v1
 from tests.e2e.writes import History
+from tests.support.apiproxy import FaultProxy, Recorded
 
 pytestmark = pytest.mark.e2e
 pytest.importorskip("helm_python")
@@ -34,20 +41,85 @@ pytest.importorskip("helm_python")
 DURATIONS = {"leaseDurationSeconds": 4, "renewDeadlineSeconds": 3, "retryPeriodSeconds": 1}
 
 
+IPS = {"op-a": "10.77.0.1", "op-b": "10.77.0.2"}  # each operator's Pod (and --leader-id)
+
+
 class Pair:
     def __init__(self, cluster: Cluster, tmp: Path) -> None:
+        self.namespace = cluster.namespace
         self.identity = ChartIdentity(
-            cluster, tmp, {"leaderElection": {"enabled": True, **DURATIONS}}
+            cluster,
+            tmp,
+            {"leaderElection": {"enabled": True, **DURATIONS}, "alerts": {"enabled": True}},
         )
-        kubeconfig = self.identity.install()
+        account = yaml.safe_load(Path(self.identity.install()).read_text())
+        token = account["users"][0]["user"]["token"]
         args = self.identity.deployment_args()
         self.lease = next(a.split("=", 1)[1] for a in args if a.startswith("--lease-name="))
-        self.ops = {}
-        for name in ("op-a", "op-b"):
-            op = Operator(kubeconfig, cluster.namespace, tmp / f"{name}.log")
+        self.ops: dict[str, Operator] = {}
+        self.proxies: dict[str, FaultProxy] = {}
+        for name in IPS:
+            proxy = FaultProxy(cluster.kubeconfig, token=token)  # the account's RBAC, recorded
+            proxy.start()
+            self.proxies[name] = proxy
+            op = Operator(proxy.kubeconfig(), cluster.namespace, tmp / f"{name}.log")
             op.args = [*args, f"--leader-id={name}"]
+            op.env = {"POD_NAME": name, "POD_NAMESPACE": cluster.namespace}
             self.ops[name] = op
         self.history = History(cluster.kubeconfig, cluster.namespace, self.lease)
+        objects = self.identity.objects
+        deployment = next(o for o in objects if o["kind"] == "Deployment")
+        service = next(
+            o
+            for o in objects
+            if o["kind"] == "Service" and o["metadata"]["name"].endswith("-alerts")
+        )
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(service))
+        self.pods = LeaderPods(
+            cluster.kubeconfig, cluster.namespace, service["metadata"]["name"], IPS
+        )
+        template = deployment["spec"]["template"]
+        self.pods.create(template["metadata"]["labels"], template["spec"]["containers"][0]["ports"])
+        self.pods.start()
+
+    # ------------------------------------------------------------ per replica, by proxy
+
+    def own(self, call: Recorded) -> bool:
+        """A write of the Lease itself or of an operator's Pod (its leader label)."""
+        leases = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
+        pods = {f"/api/v1/namespaces/{self.namespace}/pods/{p}" for p in IPS}
+        return call.path in (leases, f"{leases}/{self.lease}") or (
+            call.method == "PATCH" and call.path in pods
+        )
+
+    def acquired(self, name: str) -> Recorded:
+        """`name`'s first successful write of the Lease: when it took it."""
+        lease = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
+        return next(
+            c
+            for c in self.proxies[name].recorded
+            if c.method in ("POST", "PUT")
+            and c.path in (lease, f"{lease}/{self.lease}")
+            and c.status in (200, 201)
+        )
+
+    def writes(self, name: str, start: float = 0.0, end: float = float("inf")) -> list[Recorded]:
+        """`name`'s mutating requests that arrived in [start, end), but for its own()."""
+        return [
+            c
+            for c in list(self.proxies[name].recorded)
+            if c.mutating and start <= c.at < end and not self.own(c)
+        ]
+
+    def one_actor_at_a_time(self) -> float:
+        """op-a wrote nothing after op-b took the Lease, op-b nothing before; both wrote
+        at all (the record is not empty). Returns when op-b's takeover was answered."""
+        took = self.acquired("op-b")
+        assert self.writes("op-a", end=took.at), "op-a wrote nothing while it led"
+        assert self.writes("op-a", start=took.at) == [], "op-a wrote after op-b took over"
+        assert self.writes("op-b", end=took.at) == [], "op-b wrote before it took over"
+        assert self.writes("op-b", start=took.at), "op-b wrote nothing as the leader"
+        return took.answered
 
     def leader_gauge(self, name: str) -> float:
         match = re.search(r"^sluice_leader (\S+)$", self.ops[name].metrics(), re.M)
@@ -72,10 +144,13 @@ def pair(cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest) -> It
     p.ops["op-b"].start()
     yield p
     p.history.close()
+    p.pods.close()
     for op in p.ops.values():
         if op.proc and op.proc.poll() is None:
             op.proc.send_signal(signal.SIGCONT)
         op.stop()
+    for proxy in p.proxies.values():
+        proxy.stop()
     p.identity.close()
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
@@ -115,6 +190,7 @@ def test_standby_takes_over_from_a_killed_leader(cluster: Cluster, pair: Pair) -
     b_log = b.log.read_text()
     assert "standing by" in b_log and "sluice started" not in b_log
     assert _post_alert(b) == 503  # the standby takes no alert: Alertmanager retries
+    pair.pods.leader_only("op-a")  # so the alerts Service never sends it one
 
     seed = int(os.environ.get("SLUICE_HA_SEED", time.time()))
     delay = random.Random(seed).uniform(0.5, 6.0)  # anywhere from step 0 to the 5 s pause
@@ -127,6 +203,9 @@ def test_standby_takes_over_from_a_killed_leader(cluster: Cluster, pair: Pair) -
     took = pair.history.became("op-b")
     assert took is not None and took > killed
     print(f"\nkill at +{delay:.2f}s (seed {seed}): takeover in {took - killed:.2f}s")
+    # the new leader moves the label off the dead one's Pod; the Endpoints follow
+    moved = pair.pods.leader_only("op-b", timeout=10)
+    print(f"label and alerts Endpoints on op-b {moved - killed:.2f}s after the kill")
     finish(cluster)
 
     assert [h for _, h in pair.history.holders] == ["op-a", "op-b"]
@@ -136,6 +215,11 @@ def test_standby_takes_over_from_a_killed_leader(cluster: Cluster, pair: Pair) -
     assert pair.history.writes_between(took, time.monotonic())
     assert took - killed <= DURATIONS["leaseDurationSeconds"] + 2 * DURATIONS["retryPeriodSeconds"]
     assert pair.forbidden() == [], "the chart's RBAC lacks a permission"
+    # per replica, from each one's own proxy
+    answered = pair.one_actor_at_a_time()
+    print(f"takeover by the proxies' record: {answered - killed:.2f}s after the kill")
+    assert moved - took <= 2 * DURATIONS["retryPeriodSeconds"], "the label lagged the Lease"
+    assert pair.pods.now() == (frozenset({"op-b"}), frozenset({IPS["op-b"]}))
 
 
 def test_a_frozen_leader_does_not_write_when_it_wakes(cluster: Cluster, pair: Pair) -> None:
@@ -151,6 +235,9 @@ def test_a_frozen_leader_does_not_write_when_it_wakes(cluster: Cluster, pair: Pa
     took = pair.history.became("op-b")
     assert took is not None and took > frozen
     print(f"\nfreeze: takeover in {took - frozen:.2f}s")
+    moved = pair.pods.leader_only("op-b", timeout=10)  # off the frozen one's Pod, too
+    print(f"label and alerts Endpoints on op-b {moved - frozen:.2f}s after the freeze")
+    assert moved - took <= 2 * DURATIONS["retryPeriodSeconds"], "the label lagged the Lease"
     at_step(cluster, 3, "Paused", 50, timeout=30)  # op-b moved the rollout on
 
     # Wake op-a while op-b is frozen: any write by "sluice" in that window is op-a's.
@@ -173,3 +260,7 @@ def test_a_frozen_leader_does_not_write_when_it_wakes(cluster: Cluster, pair: Pa
     assert [h for _, h in pair.history.holders] == ["op-a", "op-b"]
     assert pair.leader_gauge("op-b") == 1
     assert pair.forbidden() == [], "the chart's RBAC lacks a permission"
+    # per replica, from each one's own proxy: the woken op-a wrote nothing at all
+    answered = pair.one_actor_at_a_time()
+    print(f"takeover by the proxies' record: {answered - frozen:.2f}s after the freeze")
+    assert pair.pods.now() == (frozenset({"op-b"}), frozenset({IPS["op-b"]}))

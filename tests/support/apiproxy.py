@@ -1,10 +1,14 @@
-"""A fault-injecting proxy in front of the API server, on 127.0.0.1 only.
+"""A recording, fault-injecting proxy in front of the API server, on 127.0.0.1 only.
 
 Clients speak plain HTTP to it with no credentials (the kubeconfig it writes says so);
-it forwards every request to the real API server over TLS with the admin kubeconfig's
-client certificate, streaming responses (watches included). While a fault window is
-open, a seeded fraction of the requests is answered with 429, 500 or 504 instead. It
-counts requests per second, so a test can tell backoff from a storm.
+it forwards every request to the real API server over TLS, streaming responses (watches
+included), as one of two identities: the admin kubeconfig's client certificate (default),
+or a bearer token (`token=`, e.g. a ServiceAccount's: the API server then applies that
+account's RBAC as it would to the client itself). While a fault window is open, a seeded
+fraction of the requests is answered with 429, 500 or 504 instead. It counts requests per
+second, so a test can tell backoff from a storm, and records every request (monotonic
+arrival time, method, path, response status), so a test can tell which client wrote what.
+Used by tests/chaos (faults) and tests/e2e/test_ha.py (one proxy per replica).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +32,26 @@ from aiohttp import web
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
-def _material(kubeconfig: str, folder: Path) -> tuple[str, ssl.SSLContext]:
-    """The API server's address and a TLS context with the admin's client certificate."""
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Recorded:
+    at: float  # time.monotonic() when the request arrived
+    method: str
+    path: str  # without the query
+    status: int  # the response's (502: upstream unreachable; an injected fault's code)
+    answered: float  # time.monotonic() when the response status was known
+
+    @property
+    def mutating(self) -> bool:
+        return self.method in MUTATING
+
+
+def _material(
+    kubeconfig: str, folder: Path, with_certificate: bool = True
+) -> tuple[str, ssl.SSLContext]:
+    """The API server's address and a TLS context (with the admin's client certificate)."""
     config = yaml.safe_load(Path(kubeconfig).read_text())
     context = {c["name"]: c["context"] for c in config["contexts"]}[config["current-context"]]
     cluster = {c["name"]: c["cluster"] for c in config["clusters"]}[context["cluster"]]
@@ -42,6 +65,8 @@ def _material(kubeconfig: str, folder: Path) -> tuple[str, ssl.SSLContext]:
         return str(entry[key])
 
     tls = ssl.create_default_context(cafile=file_of(cluster, "certificate-authority", "ca.crt"))
+    if not with_certificate:
+        return str(cluster["server"]).rstrip("/"), tls
     tls.load_cert_chain(
         file_of(user, "client-certificate", "client.crt"), file_of(user, "client-key", "client.key")
     )
@@ -49,10 +74,13 @@ def _material(kubeconfig: str, folder: Path) -> tuple[str, ssl.SSLContext]:
 
 
 class FaultProxy:
-    def __init__(self, kubeconfig: str, seed: int = 1) -> None:
+    def __init__(self, kubeconfig: str, seed: int = 1, token: str | None = None) -> None:
+        """`kubeconfig`: the API server, its CA, and (without `token`) the certificate."""
         self._dir = tempfile.TemporaryDirectory(prefix="sluice-proxy-")
         self.folder = Path(self._dir.name)
-        self.upstream, self.tls = _material(kubeconfig, self.folder)
+        self.upstream, self.tls = _material(kubeconfig, self.folder, token is None)
+        self.token = token
+        self.recorded: list[Recorded] = []  # appended on the proxy's thread, in arrival order
         self.rng = random.Random(seed)
         self.fraction = 0.0
         self.codes = (429, 500, 504)
@@ -140,11 +168,16 @@ class FaultProxy:
 
     # ------------------------------------------------------------ forwarding
 
+    def _record(self, at: float, request: web.Request, status: int) -> None:
+        self.recorded.append(Recorded(at, request.method, request.path, status, time.monotonic()))
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self.per_second[int(time.monotonic())] += 1
+        arrived = time.monotonic()
+        self.per_second[int(arrived)] += 1
         if self.fraction and self.rng.random() < self.fraction:
             code = self.rng.choice(self.codes)
             self.faults[code] += 1
+            self._record(arrived, request, code)
             body = {
                 "kind": "Status",
                 "apiVersion": "v1",
@@ -157,6 +190,9 @@ class FaultProxy:
             return web.json_response(body, status=code, headers=headers)
         assert self.session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
+        if self.token is not None:
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            headers["Authorization"] = f"Bearer {self.token}"
         data = await request.read()
         try:
             upstream = await self.session.request(
@@ -170,9 +206,11 @@ class FaultProxy:
                 skip_auto_headers=("Content-Type",),
             )
         except aiohttp.ClientError as exc:
+            self._record(arrived, request, 502)
             return web.json_response(
                 {"kind": "Status", "message": str(exc), "code": 502}, status=502
             )
+        self._record(arrived, request, upstream.status)
         async with upstream:
             response = web.StreamResponse(
                 status=upstream.status,
