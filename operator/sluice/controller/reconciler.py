@@ -70,7 +70,7 @@ from sluice.engine.validate import InvalidSpec, parse_spec, with_name
 from sluice.routers import applied as A
 from sluice.routers.base import ObjectRef, RouteContext, RouterProblem
 from sluice.routers.factory import routers as build_routers
-from sluice.routers.services import ServiceRouter
+from sluice.routers.services import ServiceRouter, mark_named, unmark_named
 from sluice.routers.set import PartlyApplied, RouterSet
 
 log = logs.get("sluice.reconciler")
@@ -415,13 +415,22 @@ class Controller:
         if spec is None or routers is None:
             return None
         refs = [r for r in routers.watched(RouteContext(body, spec, bucket)) if not r.owned]
-        missing = set(self.cache.name_objects(key, {r.key for r in refs}))
+        names = {r.key for r in refs}
+        released = self.cache.unnamed(key, names)  # a name changed: the old one let go
+        missing = set(self.cache.name_objects(key, names))
+        await unmark_named(self.kube, key[0], released)
         for ref in refs:
             if ref.key in missing:
                 M.API_CALLS.labels("get_router_object").inc()
                 found = await self._get_object(ref, key[0])
+                if found is not None and ref.kind == "Service":
+                    found = await mark_named(self.kube, key[0], found)
                 if found is not None:
                     self.cache.put_object(found)
+                elif ref.kind == "Service":
+                    # Services are selected on the server by label: the creation of this
+                    # one (the user's, unlabelled) reaches no watch, so look again.
+                    self.queue.add_after(key, PROBLEM_RETRY_SECONDS)
         return RouteContext(body, spec, bucket, self.cache.objects_of(key))
 
     async def _get_object(self, ref: ObjectRef, namespace: str) -> Body | None:
@@ -494,7 +503,9 @@ class Controller:
                     old = RouteContext(body, spec, bucket, objects)
                     for written in await ServiceRouter(self.kube).release(old):
                         self._cache_written(written)
+        released = self.cache.unnamed(key, set())  # unless another Rollout names them
         await self._set_finalizer(body, add=False)
+        await unmark_named(self.kube, key[0], released)
 
     def _bucket(self, key: Key, body: Body) -> dict[str, Body]:
         uid = body["metadata"]["uid"]
