@@ -329,7 +329,7 @@ class Controller:
             await self._release_dropped(ctx, routers)
             traffic = routers.observe(ctx)
             claims = set(routers.claims(ctx)) | set(routers.services.claims(ctx))
-            claimed = self._claim_problem(key, claims)
+            claimed = self._claim_problem(key, claims, ctx.objects)
             if claimed:
                 self.claim_problems[key] = claimed
             else:
@@ -639,11 +639,16 @@ class Controller:
             self.claims.setdefault((key[0], claim), set()).add(key)
         return freed
 
-    def _claim_problem(self, key: Key, claims: set[str]) -> str | None:
-        """Two Rollouts naming one route: the older one keeps it, the other holds."""
+    def _claim_problem(self, key: Key, claims: set[str], objects: dict[str, Body]) -> str | None:
+        """Two Rollouts naming one route: the older one keeps it, the other holds. A claim
+        on an object that is not there is recorded (the older claimant keeps it once it
+        appears) but said by none: every claimant reports the router's "not found", so a
+        claimant deleted changes nothing for the others (no message passed on, no write)."""
         for other in self._claim(key, claims):
             self.queue.add(other)
         for claim in sorted(claims):
+            if _claimed_object(claim) not in objects:
+                continue
             rivals = [k for k in self._rivals(key[0], claim) if k in self.cache.rollouts]
             owner = min(rivals, key=self._age)
             if owner != key:
@@ -1093,6 +1098,12 @@ def _refused_template(exc: ApiException, message: str) -> bool:
     if exc.status in (400, 413):
         return True
     return exc.status == 500 and "too large" in message
+
+
+def _claimed_object(claim: str) -> str:
+    """The "Kind/name" a claim is on: claims read "Kind name[ what part of it]"."""
+    kind, _, rest = claim.partition(" ")
+    return f"{kind}/{rest.split(' ', 1)[0]}"
 
 
 def _ann(key: str) -> str:
