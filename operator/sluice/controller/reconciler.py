@@ -9,7 +9,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -133,6 +133,9 @@ class Controller:
         self.clock = clock
         self.failures: dict[Key, int] = {}
         self.rejected: dict[Key, dict[str, str]] = {}  # revision -> the API server's refusal
+        # When a refusal is tried again, and of which generation: until then (or a new
+        # spec) it is said again from here, not re-earned by each child's watch event.
+        self.refused_until: dict[Key, tuple[datetime, int]] = {}
         # (namespace, rollout, revision) -> baseline flag: a new canary's analyses, checked
         # once before its actions and read by the Deployment write of the same reconcile
         self.checked: dict[tuple[str, str, str], str] = {}
@@ -162,6 +165,7 @@ class Controller:
             self.queue.forget(key)
             self.failures.pop(key, None)
             self.rejected.pop(key, None)
+            self.refused_until.pop(key, None)
             self.last_error.pop(key, None)
             self.traffic_problems.pop(key, None)
             self.claim_problems.pop(key, None)
@@ -264,7 +268,7 @@ class Controller:
                 self.queue.add_after(key, min(0.2 * 2 ** (count - 1), 30.0))
             except Rejected as exc:
                 M.RECONCILES.labels("rejected").inc()
-                self.rejected.setdefault(key, {})[exc.subject] = str(exc)
+                self.refuse(key, exc)
                 self.queue.add(key)  # the engine reports it as InvalidSpec
             except Exception as exc:
                 M.RECONCILES.labels("error").inc()
@@ -350,13 +354,13 @@ class Controller:
             parsed=with_name(spec, meta["name"]) if spec else None,
         )
         now = self.clock()
-        rejected = self.rejected.pop(key, None) or {}
+        rejected, retry_in = self.refusals(key, inp.generation, now)
         if missing:  # not a refusal of ours: the user's Deployment is not there (yet)
             rejected = {**rejected, "child:workload": missing}
         if rejected:
             # Said this once (InvalidSpec); tried again later, as the cause may lie outside
             # the Rollout: a template created since, a foreign object deleted since.
-            self.queue.add_after(key, REJECTED_RETRY_SECONDS)
+            self.queue.add_after(key, retry_in)
         template = spec.template if spec else None  # drift: the slot running it is compared
         revision = template_hash(template) if template is not None else ""
         seen = observe(meta["name"], bucket, traffic, rejected, revision, template)
@@ -401,6 +405,27 @@ class Controller:
         if decision.requeue_after is not None:
             self.queue.add_after(key, decision.requeue_after)
         return decision
+
+    def refuse(self, key: Key, exc: Rejected) -> None:
+        """Record a refusal; it stands until REJECTED_RETRY_SECONDS from the first one."""
+        self.rejected.setdefault(key, {})[exc.subject] = str(exc)
+        body = self.cache.rollouts.get(key)
+        generation = int((body or {}).get("metadata", {}).get("generation", 0))
+        if self.refused_until.get(key, (None, None))[1] != generation:
+            retry = self.clock() + timedelta(seconds=REJECTED_RETRY_SECONDS)
+            self.refused_until[key] = (retry, generation)
+
+    def refusals(self, key: Key, generation: int, now: datetime) -> tuple[dict[str, str], float]:
+        """The refusals that still stand, and the seconds until they are tried again. They
+        go when due or when the spec changed (its generation): a watch event of a child
+        in between (the stable's pods) does not make one more attempt, template reads and
+        all, before the refusal is said again."""
+        until, of = self.refused_until.get(key, (now, generation))
+        if now >= until or of != generation:
+            self.rejected.pop(key, None)
+            self.refused_until.pop(key, None)
+            return {}, REJECTED_RETRY_SECONDS
+        return dict(self.rejected.get(key) or {}), max((until - now).total_seconds(), 0.1)
 
     async def _route_context(
         self,
