@@ -68,3 +68,21 @@ def test_once_the_object_exists_the_oldest_claimant_keeps_the_route(
     assert seen["r0"] == ""
     for name in ("r1", "r2", "r3"):
         assert seen[name] == f"shared route: {CLAIM} is already managed by Rollout r0"
+
+
+def test_an_ingress_claimed_whole_and_by_host_rule_overlaps_and_the_index_empties(
+    controller: Controller,
+) -> None:
+    ingress = {"Ingress/web": {"metadata": {"name": "web"}}, "Ingress/web-2": {}}
+    rule = "Ingress web host shop.example"
+    # r1 read the Ingress (a host rule); r0, older, claimed it whole before reading it.
+    assert controller._claim_problem(("shop", "r1"), {rule}, ingress) is None
+    assert controller._claim_problem(("shop", "r0"), {"Ingress web"}, ingress) is None
+    told = controller._claim_problem(("shop", "r1"), {rule}, ingress)
+    assert told == f"shared route: {rule} is already managed by Rollout r0"
+    # Another Ingress whose name starts alike is no rival.
+    other = "Ingress web-2 host shop.example"
+    assert controller._claim_problem(("shop", "r2"), {other}, ingress) is None
+    for name in ("r0", "r1", "r2"):
+        controller.rollout_event("DELETED", rollout(name, 0))
+    assert controller.claims == {} and controller.ingress_claims == {}

@@ -129,6 +129,8 @@ class Controller:
         self.conflicts: dict[Key, int] = {}  # consecutive conflicts, for their backoff
         self.claims: dict[tuple[str, str], set[Key]] = {}  # (namespace, route) -> claimants
         self.claimed: dict[Key, set[str]] = {}
+        # (namespace, "Ingress web") -> the claims on it, whole or by host rule (_rivals)
+        self.ingress_claims: dict[tuple[str, str], set[str]] = {}
         self.workers = workers
         self.clock = clock
         self.failures: dict[Key, int] = {}
@@ -659,10 +661,21 @@ class Controller:
             freed |= who
             if not who:
                 self.claims.pop((key[0], gone), None)
+                self._unindex(key[0], gone)
         self.claimed[key] = claims
         for claim in claims:
             self.claims.setdefault((key[0], claim), set()).add(key)
+            if claim.startswith("Ingress "):
+                self.ingress_claims.setdefault((key[0], _ingress_of(claim)), set()).add(claim)
         return freed
+
+    def _unindex(self, namespace: str, claim: str) -> None:
+        where = (namespace, _ingress_of(claim))
+        on = self.ingress_claims.get(where)
+        if on is not None:
+            on.discard(claim)
+            if not on:
+                del self.ingress_claims[where]
 
     def _claim_problem(self, key: Key, claims: set[str], objects: dict[str, Body]) -> str | None:
         """Two Rollouts naming one route: the older one keeps it, the other holds. A claim
@@ -686,14 +699,10 @@ class Controller:
         overlap, whichever Rollout saw the Ingress first."""
         found = set(self.claims.get((namespace, claim), set()))
         if claim.startswith("Ingress "):
-            whole = claim.split(" host ", 1)[0]
-            for (ns, other), who in self.claims.items():
-                if (
-                    ns == namespace
-                    and other != claim
-                    and (other == whole or (claim == whole and other.startswith(f"{whole} host ")))
-                ):
-                    found |= who
+            whole = _ingress_of(claim)
+            for other in self.ingress_claims.get((namespace, whole), set()):
+                if other != claim and (other == whole or claim == whole):
+                    found |= self.claims.get((namespace, other), set())
         return found
 
     def _age(self, key: Key) -> tuple[str, str]:
@@ -954,22 +963,19 @@ class Controller:
                 baseline = await self._check_analyses(ctx, act.revision)
         else:
             baseline = None  # this revision's Deployment already says
-        # trackConfig: the copies this template runs exist before any pod of it starts.
-        template = C.deployment(ctx.rollout, ctx.spec, act.slot, act.revision, 0, 1)
-        await self.configs.ensure(
-            key, template["spec"]["template"], C.owner_reference(ctx.rollout), ctx.rollout
+        generation = int(current["metadata"].get("generation", 1)) if current else 0
+        manifest = C.deployment(
+            ctx.rollout, ctx.spec, act.slot, act.revision, act.replicas, generation + 1
         )
+        template = manifest["spec"]["template"]
+        # trackConfig: the copies this template runs exist before any pod of it starts.
+        await self.configs.ensure(key, template, C.owner_reference(ctx.rollout), ctx.rollout)
         if current is None:
             M.API_CALLS.labels("create").inc()
-            manifest = C.deployment(ctx.rollout, ctx.spec, act.slot, act.revision, act.replicas, 1)
             if baseline is not None:
                 manifest["metadata"]["annotations"][L.BASELINE] = baseline
             body = await self.kube.create_deployment(manifest)
         else:
-            generation = int(current["metadata"].get("generation", 1))
-            manifest = C.deployment(
-                ctx.rollout, ctx.spec, act.slot, act.revision, act.replicas, generation + 1
-            )
             annotations = manifest["metadata"]["annotations"]
             M.API_CALLS.labels("deploy").inc()
             body = await self.kube.patch_deployment(
@@ -981,7 +987,7 @@ class Controller:
                     {
                         "op": "replace",
                         "path": "/spec/template",
-                        "value": manifest["spec"]["template"],
+                        "value": template,
                     },
                     {"op": "replace", "path": "/spec/replicas", "value": act.replicas},
                     {"op": "add", "path": _ann(L.REVISION), "value": annotations[L.REVISION]},
@@ -1000,17 +1006,16 @@ class Controller:
         body.setdefault("kind", "Deployment")
         self.cache.put_child(body)
         before = ((current or {}).get("spec") or {}).get("template") or {}
-        if references(before) - references(template["spec"]["template"]):
+        if references(before) - references(template):
             await self._prune_configs(key, ctx)  # a copy may have run its last pod here
 
     async def _prune_configs(self, key: Key, ctx: RouteContext) -> None:
         """Copies that no Deployment of the Rollout runs any more (the template a slot ran
         before this write) are deleted; the other slot's stay (warm, or the stable)."""
-        uid = ctx.rollout["metadata"]["uid"]
         running = [
             (child.get("spec") or {}).get("template") or {}
-            for child in self.cache.children.get(key, {}).values()
-            if child.get("kind") == "Deployment" and _owned(child, uid)
+            for child in self._bucket(key, ctx.rollout).values()
+            if child.get("kind") == "Deployment"
         ]
         removed = await self.configs.prune(key, running)
         if removed:
@@ -1123,6 +1128,11 @@ def _refused_template(exc: ApiException, message: str) -> bool:
     if exc.status in (400, 413):
         return True
     return exc.status == 500 and "too large" in message
+
+
+def _ingress_of(claim: str) -> str:
+    """The claim on a whole Ingress, of one by host rule: "Ingress web host h" -> "Ingress web"."""
+    return claim.split(" host ", 1)[0]
 
 
 def _claimed_object(claim: str) -> str:
