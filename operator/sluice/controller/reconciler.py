@@ -450,7 +450,9 @@ class Controller:
             if ref.key in missing:
                 M.API_CALLS.labels("get_router_object").inc()
                 found = await self._get_object(ref, key[0])
-                if found is not None and ref.kind == "Service":
+                deleting = bool(body["metadata"].get("deletionTimestamp"))
+                if found is not None and ref.kind == "Service" and not deleting:
+                    # (a Rollout going unlabels them: never labelled again on its way out)
                     found = await mark_named(self.kube, key[0], found)
                 if found is not None:
                     self.cache.put_object(found)
@@ -530,9 +532,10 @@ class Controller:
                     old = RouteContext(body, spec, bucket, objects)
                     for written in await ServiceRouter(self.kube).release(old):
                         self._cache_written(written)
-        released = self.cache.unnamed(key, set())  # unless another Rollout names them
+        # Unlabelled before the Rollout goes (so none is left labelled once it is gone),
+        # unless another Rollout names them; a conflict below labels them again next pass.
+        await unmark_named(self.kube, key[0], self.cache.unnamed(key, set()))
         await self._set_finalizer(body, add=False)
-        await unmark_named(self.kube, key[0], released)
 
     def _bucket(self, key: Key, body: Body) -> dict[str, Body]:
         uid = body["metadata"]["uid"]
