@@ -210,13 +210,14 @@ def watch_selectors(instance: str | None) -> dict[tuple[str, str, str], str]:
     """Server-side label selectors: the API server sends only what Sluice owns (children
     carry sluice.dev/rollout) and only this shard's Rollouts, so a cluster's other
     Deployments never reach the operator (a handler's `labels=` filter would only drop
-    them after kopf received and processed them). Services are watched whole: a blue-green
-    Rollout's active and preview Services are the user's, unlabelled (the object cache keeps
-    only Services a Rollout names; the rest are dropped on arrival)."""
+    them after kopf received and processed them). Services by the sluice.dev/role key:
+    Sluice's own carry it, and a user's Service a Rollout names (blue-green active/preview,
+    an adopted stableService/canaryService) is labelled role=named when first read."""
     shard = f"{L.INSTANCE}={instance}" if instance else f"!{L.INSTANCE}"
     return {
         (GROUP, VERSION, "rollouts"): shard,
         ("apps", "v1", "deployments"): L.ROLLOUT,
+        ("", "v1", "services"): L.ROLE,  # Sluice's own and the named users' (see L.NAMED)
         ("batch", "v1", "jobs"): L.ROLLOUT,  # a job step's Jobs
         (GROUP, VERSION, "analysisruns"): L.ROLLOUT,
         ("", "v1", "configmaps"): L.TRACK_CONFIG,  # trackConfig's: the users', labelled
@@ -262,14 +263,15 @@ async def deployment_event(**kwargs: Any) -> None:
 
 @kopf.on.event("", "v1", "services")
 async def service_event(**kwargs: Any) -> None:
-    # Sluice's own Services are children; the user's are kept only while a blue-green
-    # Rollout names them (activeService, previewService).
+    # Sluice's own Services are children; the user's (labelled role=named) are kept only
+    # while a Rollout names them (activeService, previewService, stableService...).
     event = kwargs["event"]
     controller = _controller()
-    if controller is None:
-        return
     body = {**event["object"], "kind": "Service"}
-    if _counted("Service", _labelled(body)):
+    named = (body.get("metadata", {}).get("labels") or {}).get(L.ROLE) == L.NAMED
+    if not _counted("Service", _labelled(body) or named) or controller is None:
+        return
+    if _labelled(body):
         controller.child_event(event.get("type"), body)
     controller.object_event(event.get("type"), body)  # kept only if a Rollout names it
 

@@ -303,3 +303,41 @@ def test_two_rollouts_naming_one_route_the_older_keeps_it(
         ),
         timeout=30,
     )
+
+
+def test_rollouts_naming_the_route_of_a_missing_object_all_say_not_found_and_keep_quiet(
+    cluster: Cluster, operator: Operator, router_crds: str
+) -> None:
+    """No claim changes hands on an object that is not there: every claimant says "not
+    found", so deleting the oldest writes no other's status (it used to pass the route on,
+    each next one's message going from "shared route" to "not found")."""
+    case = CASES["istio"]
+    names = ("web", "web2", "web3")
+    for name in names:
+        body = rollout(case, [{"setWeight": 20}, {"pause": {}}])
+        body["metadata"]["name"] = name
+        apply(cluster, body)
+        wait_for(f"{name} Healthy", lambda n=name: cluster.status(n).get("phase") == "Healthy")
+    for name in names:
+        cluster.set_image("nginx:1.28", name=name)
+
+    def not_found(name: str) -> bool:
+        return "not found" in str(cluster.condition("Paused", name).get("message"))
+
+    for name in names:
+        wait_for(f"{name} says not found", lambda n=name: not_found(n), timeout=60)
+        assert "already managed" not in str(cluster.status(name).get("message"))
+    time.sleep(2)  # settled
+    rec = Recorder(cluster.kubeconfig, cluster.namespace)
+    rec.watch_custom("sluice.dev", "v1alpha1", "rollouts", "Rollout")
+    try:
+        time.sleep(1)
+        start = time.monotonic()
+        cluster.kubectl("delete", "rollout", "web")
+        time.sleep(5)
+        writes = [s for n in names[1:] for s in rec.history("Rollout", n) if s.at > start]
+        assert not [s for s in writes if s.type == "MODIFIED"], [(s.name, s.rv) for s in writes]
+    finally:
+        rec.stop()
+    for name in names[1:]:
+        assert not_found(name)

@@ -64,8 +64,8 @@ def test_watch_selectors_keep_foreign_objects_and_other_shards_on_the_server() -
     default = watch_selectors(None)
     assert default[("sluice.dev", "v1alpha1", "rollouts")] == "!sluice.dev/controller-instance"
     assert default[("apps", "v1", "deployments")] == "sluice.dev/rollout"
-    # Services whole: a blue-green Rollout's are the user's (unlabelled)
-    assert ("", "v1", "services") not in default
+    # Services by the role key: Sluice's own, and the users' a Rollout names (role=named)
+    assert default[("", "v1", "services")] == "sluice.dev/role"
     assert default[("sluice.dev", "v1alpha1", "analysisruns")] == "sluice.dev/rollout"
     blue = watch_selectors("blue")
     assert blue[("sluice.dev", "v1alpha1", "rollouts")] == "sluice.dev/controller-instance=blue"

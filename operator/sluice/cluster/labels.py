@@ -6,7 +6,10 @@ ROLLOUT = f"{GROUP}/rollout"  # on every child: the owning Rollout's name
 SLOT = f"{GROUP}/slot"  # a | b
 REVISION = f"{GROUP}/revision"  # template hash, on Deployments and their pods
 TEMPLATE_GENERATION = f"{GROUP}/template-generation"  # Deployment generation of that template
-ROLE = f"{GROUP}/role"  # on Services: root | stable | canary
+ROLE = f"{GROUP}/role"  # on Services: root | stable | canary (Sluice's own), or NAMED
+NAMED = "named"  # on a user's Service a Rollout names (blue-green active/preview, an
+# adopted stableService/canaryService): the Service watch's server-side selector is the
+# ROLE key, which Sluice's own Services carry too (a selector cannot say "this or that")
 WORKLOAD = f"{GROUP}/workload-of"  # on a user's Deployment a workloadRef names: the Rollout
 INSTANCE = f"{GROUP}/controller-instance"  # on a Rollout: the shard (operator) that owns it
 BASELINE = f"{GROUP}/baseline"  # "true" on a baseline Deployment's pods; on a canary's

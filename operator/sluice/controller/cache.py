@@ -98,6 +98,13 @@ class Cache:
             self.named_by.setdefault((key[0], ref), set()).add(key)
         return sorted(ref for ref in refs if (key[0], ref) not in self.objects)
 
+    def unnamed(self, key: Key, refs: set[str]) -> list[Body]:
+        """The cached objects `key` names now that nobody would name once it names `refs`."""
+        gone = self.names.get(key, set()) - refs
+        alone = [ref for ref in gone if self.named_by.get((key[0], ref), set()) <= {key}]
+        found = (self.objects.get((key[0], ref)) for ref in sorted(alone))
+        return [body for body in found if body is not None]
+
     def put_object(self, body: Body, deleted: bool = False) -> set[Key]:
         """A watched user object changed: cache it if named; returns the Rollouts naming it."""
         meta = body.get("metadata") or {}

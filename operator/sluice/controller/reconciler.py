@@ -9,7 +9,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -70,7 +70,7 @@ from sluice.engine.validate import InvalidSpec, parse_spec, with_name
 from sluice.routers import applied as A
 from sluice.routers.base import ObjectRef, RouteContext, RouterProblem
 from sluice.routers.factory import routers as build_routers
-from sluice.routers.services import ServiceRouter
+from sluice.routers.services import ServiceRouter, mark_named, unmark_named
 from sluice.routers.set import PartlyApplied, RouterSet
 
 log = logs.get("sluice.reconciler")
@@ -129,10 +129,15 @@ class Controller:
         self.conflicts: dict[Key, int] = {}  # consecutive conflicts, for their backoff
         self.claims: dict[tuple[str, str], set[Key]] = {}  # (namespace, route) -> claimants
         self.claimed: dict[Key, set[str]] = {}
+        # (namespace, "Ingress web") -> the claims on it, whole or by host rule (_rivals)
+        self.ingress_claims: dict[tuple[str, str], set[str]] = {}
         self.workers = workers
         self.clock = clock
         self.failures: dict[Key, int] = {}
         self.rejected: dict[Key, dict[str, str]] = {}  # revision -> the API server's refusal
+        # When a refusal is tried again, and of which generation: until then (or a new
+        # spec) it is said again from here, not re-earned by each child's watch event.
+        self.refused_until: dict[Key, tuple[datetime, int]] = {}
         # (namespace, rollout, revision) -> baseline flag: a new canary's analyses, checked
         # once before its actions and read by the Deployment write of the same reconcile
         self.checked: dict[tuple[str, str, str], str] = {}
@@ -162,6 +167,7 @@ class Controller:
             self.queue.forget(key)
             self.failures.pop(key, None)
             self.rejected.pop(key, None)
+            self.refused_until.pop(key, None)
             self.last_error.pop(key, None)
             self.traffic_problems.pop(key, None)
             self.claim_problems.pop(key, None)
@@ -264,7 +270,7 @@ class Controller:
                 self.queue.add_after(key, min(0.2 * 2 ** (count - 1), 30.0))
             except Rejected as exc:
                 M.RECONCILES.labels("rejected").inc()
-                self.rejected.setdefault(key, {})[exc.subject] = str(exc)
+                self.refuse(key, exc)
                 self.queue.add(key)  # the engine reports it as InvalidSpec
             except Exception as exc:
                 M.RECONCILES.labels("error").inc()
@@ -329,7 +335,7 @@ class Controller:
             await self._release_dropped(ctx, routers)
             traffic = routers.observe(ctx)
             claims = set(routers.claims(ctx)) | set(routers.services.claims(ctx))
-            claimed = self._claim_problem(key, claims)
+            claimed = self._claim_problem(key, claims, ctx.objects)
             if claimed:
                 self.claim_problems[key] = claimed
             else:
@@ -350,13 +356,13 @@ class Controller:
             parsed=with_name(spec, meta["name"]) if spec else None,
         )
         now = self.clock()
-        rejected = self.rejected.pop(key, None) or {}
+        rejected, retry_in = self.refusals(key, inp.generation, now)
         if missing:  # not a refusal of ours: the user's Deployment is not there (yet)
             rejected = {**rejected, "child:workload": missing}
         if rejected:
             # Said this once (InvalidSpec); tried again later, as the cause may lie outside
             # the Rollout: a template created since, a foreign object deleted since.
-            self.queue.add_after(key, REJECTED_RETRY_SECONDS)
+            self.queue.add_after(key, retry_in)
         template = spec.template if spec else None  # drift: the slot running it is compared
         revision = template_hash(template) if template is not None else ""
         seen = observe(meta["name"], bucket, traffic, rejected, revision, template)
@@ -402,6 +408,27 @@ class Controller:
             self.queue.add_after(key, decision.requeue_after)
         return decision
 
+    def refuse(self, key: Key, exc: Rejected) -> None:
+        """Record a refusal; it stands until REJECTED_RETRY_SECONDS from the first one."""
+        self.rejected.setdefault(key, {})[exc.subject] = str(exc)
+        body = self.cache.rollouts.get(key)
+        generation = int((body or {}).get("metadata", {}).get("generation", 0))
+        if self.refused_until.get(key, (None, None))[1] != generation:
+            retry = self.clock() + timedelta(seconds=REJECTED_RETRY_SECONDS)
+            self.refused_until[key] = (retry, generation)
+
+    def refusals(self, key: Key, generation: int, now: datetime) -> tuple[dict[str, str], float]:
+        """The refusals that still stand, and the seconds until they are tried again. They
+        go when due or when the spec changed (its generation): a watch event of a child
+        in between (the stable's pods) does not make one more attempt, template reads and
+        all, before the refusal is said again."""
+        until, of = self.refused_until.get(key, (now, generation))
+        if now >= until or of != generation:
+            self.rejected.pop(key, None)
+            self.refused_until.pop(key, None)
+            return {}, REJECTED_RETRY_SECONDS
+        return dict(self.rejected.get(key) or {}), max((until - now).total_seconds(), 0.1)
+
     async def _route_context(
         self,
         key: Key,
@@ -415,13 +442,24 @@ class Controller:
         if spec is None or routers is None:
             return None
         refs = [r for r in routers.watched(RouteContext(body, spec, bucket)) if not r.owned]
-        missing = set(self.cache.name_objects(key, {r.key for r in refs}))
+        names = {r.key for r in refs}
+        released = self.cache.unnamed(key, names)  # a name changed: the old one let go
+        missing = set(self.cache.name_objects(key, names))
+        await unmark_named(self.kube, key[0], released)
         for ref in refs:
             if ref.key in missing:
                 M.API_CALLS.labels("get_router_object").inc()
                 found = await self._get_object(ref, key[0])
+                deleting = bool(body["metadata"].get("deletionTimestamp"))
+                if found is not None and ref.kind == "Service" and not deleting:
+                    # (a Rollout going unlabels them: never labelled again on its way out)
+                    found = await mark_named(self.kube, key[0], found)
                 if found is not None:
                     self.cache.put_object(found)
+                elif ref.kind == "Service":
+                    # Services are selected on the server by label: the creation of this
+                    # one (the user's, unlabelled) reaches no watch, so look again.
+                    self.queue.add_after(key, PROBLEM_RETRY_SECONDS)
         return RouteContext(body, spec, bucket, self.cache.objects_of(key))
 
     async def _get_object(self, ref: ObjectRef, namespace: str) -> Body | None:
@@ -494,6 +532,9 @@ class Controller:
                     old = RouteContext(body, spec, bucket, objects)
                     for written in await ServiceRouter(self.kube).release(old):
                         self._cache_written(written)
+        # Unlabelled before the Rollout goes (so none is left labelled once it is gone),
+        # unless another Rollout names them; a conflict below labels them again next pass.
+        await unmark_named(self.kube, key[0], self.cache.unnamed(key, set()))
         await self._set_finalizer(body, add=False)
 
     def _bucket(self, key: Key, body: Body) -> dict[str, Body]:
@@ -623,16 +664,32 @@ class Controller:
             freed |= who
             if not who:
                 self.claims.pop((key[0], gone), None)
+                self._unindex(key[0], gone)
         self.claimed[key] = claims
         for claim in claims:
             self.claims.setdefault((key[0], claim), set()).add(key)
+            if claim.startswith("Ingress "):
+                self.ingress_claims.setdefault((key[0], _ingress_of(claim)), set()).add(claim)
         return freed
 
-    def _claim_problem(self, key: Key, claims: set[str]) -> str | None:
-        """Two Rollouts naming one route: the older one keeps it, the other holds."""
+    def _unindex(self, namespace: str, claim: str) -> None:
+        where = (namespace, _ingress_of(claim))
+        on = self.ingress_claims.get(where)
+        if on is not None:
+            on.discard(claim)
+            if not on:
+                del self.ingress_claims[where]
+
+    def _claim_problem(self, key: Key, claims: set[str], objects: dict[str, Body]) -> str | None:
+        """Two Rollouts naming one route: the older one keeps it, the other holds. A claim
+        on an object that is not there is recorded (the older claimant keeps it once it
+        appears) but said by none: every claimant reports the router's "not found", so a
+        claimant deleted changes nothing for the others (no message passed on, no write)."""
         for other in self._claim(key, claims):
             self.queue.add(other)
         for claim in sorted(claims):
+            if _claimed_object(claim) not in objects:
+                continue
             rivals = [k for k in self._rivals(key[0], claim) if k in self.cache.rollouts]
             owner = min(rivals, key=self._age)
             if owner != key:
@@ -645,14 +702,10 @@ class Controller:
         overlap, whichever Rollout saw the Ingress first."""
         found = set(self.claims.get((namespace, claim), set()))
         if claim.startswith("Ingress "):
-            whole = claim.split(" host ", 1)[0]
-            for (ns, other), who in self.claims.items():
-                if (
-                    ns == namespace
-                    and other != claim
-                    and (other == whole or (claim == whole and other.startswith(f"{whole} host ")))
-                ):
-                    found |= who
+            whole = _ingress_of(claim)
+            for other in self.ingress_claims.get((namespace, whole), set()):
+                if other != claim and (other == whole or claim == whole):
+                    found |= self.claims.get((namespace, other), set())
         return found
 
     def _age(self, key: Key) -> tuple[str, str]:
@@ -913,22 +966,19 @@ class Controller:
                 baseline = await self._check_analyses(ctx, act.revision)
         else:
             baseline = None  # this revision's Deployment already says
-        # trackConfig: the copies this template runs exist before any pod of it starts.
-        template = C.deployment(ctx.rollout, ctx.spec, act.slot, act.revision, 0, 1)
-        await self.configs.ensure(
-            key, template["spec"]["template"], C.owner_reference(ctx.rollout), ctx.rollout
+        generation = int(current["metadata"].get("generation", 1)) if current else 0
+        manifest = C.deployment(
+            ctx.rollout, ctx.spec, act.slot, act.revision, act.replicas, generation + 1
         )
+        template = manifest["spec"]["template"]
+        # trackConfig: the copies this template runs exist before any pod of it starts.
+        await self.configs.ensure(key, template, C.owner_reference(ctx.rollout), ctx.rollout)
         if current is None:
             M.API_CALLS.labels("create").inc()
-            manifest = C.deployment(ctx.rollout, ctx.spec, act.slot, act.revision, act.replicas, 1)
             if baseline is not None:
                 manifest["metadata"]["annotations"][L.BASELINE] = baseline
             body = await self.kube.create_deployment(manifest)
         else:
-            generation = int(current["metadata"].get("generation", 1))
-            manifest = C.deployment(
-                ctx.rollout, ctx.spec, act.slot, act.revision, act.replicas, generation + 1
-            )
             annotations = manifest["metadata"]["annotations"]
             M.API_CALLS.labels("deploy").inc()
             body = await self.kube.patch_deployment(
@@ -940,7 +990,7 @@ class Controller:
                     {
                         "op": "replace",
                         "path": "/spec/template",
-                        "value": manifest["spec"]["template"],
+                        "value": template,
                     },
                     {"op": "replace", "path": "/spec/replicas", "value": act.replicas},
                     {"op": "add", "path": _ann(L.REVISION), "value": annotations[L.REVISION]},
@@ -959,17 +1009,16 @@ class Controller:
         body.setdefault("kind", "Deployment")
         self.cache.put_child(body)
         before = ((current or {}).get("spec") or {}).get("template") or {}
-        if references(before) - references(template["spec"]["template"]):
+        if references(before) - references(template):
             await self._prune_configs(key, ctx)  # a copy may have run its last pod here
 
     async def _prune_configs(self, key: Key, ctx: RouteContext) -> None:
         """Copies that no Deployment of the Rollout runs any more (the template a slot ran
         before this write) are deleted; the other slot's stay (warm, or the stable)."""
-        uid = ctx.rollout["metadata"]["uid"]
         running = [
             (child.get("spec") or {}).get("template") or {}
-            for child in self.cache.children.get(key, {}).values()
-            if child.get("kind") == "Deployment" and _owned(child, uid)
+            for child in self._bucket(key, ctx.rollout).values()
+            if child.get("kind") == "Deployment"
         ]
         removed = await self.configs.prune(key, running)
         if removed:
@@ -1082,6 +1131,17 @@ def _refused_template(exc: ApiException, message: str) -> bool:
     if exc.status in (400, 413):
         return True
     return exc.status == 500 and "too large" in message
+
+
+def _ingress_of(claim: str) -> str:
+    """The claim on a whole Ingress, of one by host rule: "Ingress web host h" -> "Ingress web"."""
+    return claim.split(" host ", 1)[0]
+
+
+def _claimed_object(claim: str) -> str:
+    """The "Kind/name" a claim is on: claims read "Kind name[ what part of it]"."""
+    kind, _, rest = claim.partition(" ")
+    return f"{kind}/{rest.split(' ', 1)[0]}"
 
 
 def _ann(key: str) -> str:

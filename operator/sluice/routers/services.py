@@ -275,3 +275,36 @@ class ServiceRouter:
             current = await self.kube.get_service(namespace, name)
             if current is not None:
                 return None, current
+
+
+async def mark_named(kube: Kube, namespace: str, body: Body) -> Body | None:
+    """A user's Service a Rollout names, read directly (the watch did not bring it): labelled
+    role=named so the Service watch's server-side selector brings its later changes. Only
+    that metadata label is written, never its spec (no drift for GitOps); Sluice's own
+    Services and ones already labelled are returned as they are."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    if labels.get(L.ROLLOUT) or labels.get(L.ROLE):
+        return body  # Sluice's (or another Rollout's): watched by its own labels already
+    patch = {"metadata": {"labels": {L.ROLE: L.NAMED}}}
+    try:
+        marked: Body = await kube.patch_service(namespace, body["metadata"]["name"], patch)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return None  # deleted in between: missing
+    marked.setdefault("kind", "Service")
+    return marked
+
+
+async def unmark_named(kube: Kube, namespace: str, bodies: list[Body]) -> None:
+    """The role=named label taken off the user's Services no Rollout names any more."""
+    for body in bodies:
+        labels = (body.get("metadata") or {}).get("labels") or {}
+        if body.get("kind") != "Service" or labels.get(L.ROLE) != L.NAMED:
+            continue
+        patch = {"metadata": {"labels": {L.ROLE: None}}}
+        try:
+            await kube.patch_service(namespace, body["metadata"]["name"], patch)
+        except ApiException as exc:
+            if exc.status != 404:  # gone already: nothing to unlabel
+                raise
