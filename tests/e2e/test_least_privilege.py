@@ -150,3 +150,36 @@ def test_cluster_wide_mode_with_track_config_and_blue_green_as_the_chart_identit
     finally:
         op.stop()
         identity.close()
+
+
+def test_a_cluster_analysis_template_as_the_chart_identity(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Rollout of a watched namespace analysed by a ClusterAnalysisTemplate: the chart's
+    small ClusterRole lets the namespaced operator read it (the AnalysisRun is made)."""
+    identity = ChartIdentity(cluster, tmp_path, {})
+    kubeconfig = identity.install()
+    monkeypatch.setattr(
+        test_analysis, "Operator", lambda _kc, ns, log: Operator(kubeconfig, ns, log)
+    )
+    s = Stage(cluster, tmp_path, identity.deployment_args())
+    name = f"{cluster.namespace}-http-health"
+    (template,) = s.templates
+    template["kind"] = "ClusterAnalysisTemplate"
+    template["metadata"] = {"name": name}
+    canary = s.rollout["spec"]["strategy"]["canary"]
+    canary["analysis"]["templates"] = [{"templateName": name, "clusterScope": True}]
+    try:
+        s.start_canary()
+        wait_for("canary at 50", lambda: cluster.status("shop").get("canaryWeight") == 50)
+        run = s.run("bg")
+        assert [m["name"] for m in run["spec"]["metrics"]] == [
+            m["name"] for m in template["spec"]["metrics"]
+        ]
+        log = s.operator.log.read_text()
+        denied = [line for line in log.splitlines() if "Forbidden" in line or "forbidden" in line]
+        assert denied == [], "\n".join(denied[:5])
+    finally:
+        s.close()
+        cluster.kubectl("delete", "clusteranalysistemplate", name, "--wait=false", check=False)
+        identity.close()
