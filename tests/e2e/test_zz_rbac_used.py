@@ -6,6 +6,8 @@ The requests are the operators' own count, `sluice_api_access_total` (both clien
 read as the API server's authorizer reads them), scraped by `Operator.stop` into
 tests/e2e/api_calls.py's collector. The file is named to run last of tests/e2e.
 
+Routers driven in the test process (no operator) count too, as identity "driver".
+
 The first check holds for whatever ran. The second needs the whole e2e suite: it skips
 when only part of it ran (a file filter, -k, --lf), but not in CI with the full suite.
 SLUICE_E2E_CALLS_DIR collects into a directory kept across runs and checks what it
@@ -40,7 +42,14 @@ WIDEST = {
 Grant = tuple[str, str, str, str]  # (scope, group, resource, verb)
 
 # Grants of the default chart that no e2e request exercises, each with why it stays.
-UNEXERCISED: dict[tuple[str, str, str], str] = {}
+UNEXERCISED: dict[tuple[str, str, str], str] = {
+    ("batch", "jobs", "get"): "allowlisted: a step's Job made just before a kill, not yet in the "
+    "new process's watch cache, answers its create with 409 and is read back (a race no e2e "
+    "hits on purpose; the kill test's Job is in the cache by then)",
+    ("sluice.dev", "analysisruns", "get"): "allowlisted: two alerts for one canary racing "
+    "before its abort is in the status: the second create answers 409 and the run is read "
+    "back (alerts after the abort find nothing to abort)",
+}
 
 
 def grants(objects: Iterable[dict[str, Any]]) -> set[Grant]:
