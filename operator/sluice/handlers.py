@@ -11,7 +11,17 @@ import aiohttp
 import kopf
 from aiohttp import web
 
-from sluice import alerts, kopf_watch, leader, leader_label, logs, memdiag, server, telemetry
+from sluice import (
+    alerts,
+    kopf_requests,
+    kopf_watch,
+    leader,
+    leader_label,
+    logs,
+    memdiag,
+    server,
+    telemetry,
+)
 from sluice.api.rollout import GROUP, VERSION
 from sluice.cluster import labels as L
 from sluice.cluster.kube import Kube, load_config
@@ -51,6 +61,7 @@ class Options:
 
 
 kopf_watch.install()  # a 404 while the API server reloads its CRDs retries the watch
+kopf_requests.install()  # kopf's requests in sluice_api_access_total
 
 OPTIONS = Options()
 STATE: dict[str, Any] = {}

@@ -57,6 +57,13 @@ API_REQUESTS = Counter(
     ["call"],
     registry=REGISTRY,
 )
+# Bounded: the groups and resources are those Sluice's code and kopf's watches name.
+API_ACCESS = Counter(
+    "sluice_api_access_total",
+    "Every request to the API server (Sluice's client and kopf's), as its authorizer sees it.",
+    ["group", "resource", "verb", "scope"],
+    registry=REGISTRY,
+)
 WATCH_EVENTS = Counter(
     "sluice_watch_events_total",
     "Watch events received, by kind; foreign: not Sluice's (the selectors should keep them away).",

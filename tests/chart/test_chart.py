@@ -67,9 +67,9 @@ WORKLOAD_RULES = {
         "patch",
         "delete",
     },
-    ("networking.istio.io", "virtualservices"): {"get", "list", "watch", "update", "patch"},
-    ("networking.istio.io", "destinationrules"): {"get", "list", "watch", "update", "patch"},
-    ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "update", "patch"},
+    ("networking.istio.io", "virtualservices"): {"get", "list", "watch", "update"},
+    ("networking.istio.io", "destinationrules"): {"get", "list", "watch", "update"},
+    ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "update"},
     ("split.smi-spec.io", "trafficsplits"): {
         "get",
         "list",

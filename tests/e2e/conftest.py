@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e import api_calls
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 GROUP, VERSION = "sluice.dev", "v1alpha1"
@@ -199,6 +201,7 @@ class Operator:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
+            api_calls.record(self)
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=15)
@@ -340,6 +343,18 @@ def operator(
     if report is not None and report.failed:
         sys.stderr.write(f"\n--- operator log ({op.log}) ---\n")
         sys.stderr.write(op.log.read_text()[-20000:])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    api_calls.open_session()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    api_calls.close_session()
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    api_calls.note_deselected(items)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

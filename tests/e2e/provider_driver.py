@@ -23,6 +23,7 @@ from sluice.engine.types import HeaderRoute, TrafficPlan
 from sluice.engine.validate import parse_spec
 from sluice.routers.base import RouteContext, TrafficRouter
 from sluice.routers.services import ServiceRouter
+from tests.e2e import api_calls
 from tests.e2e.conftest import Cluster
 
 T = TypeVar("T")
@@ -39,7 +40,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def kube(cluster: Cluster) -> Kube:
-    return Kube(load_config(cluster.kubeconfig), limit=2)
+    return Kube(api_calls.track(load_config(cluster.kubeconfig)), limit=2)
 
 
 def rollout(cluster: Cluster, traffic_routing: Body, name: str = "web") -> Body:

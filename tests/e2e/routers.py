@@ -17,6 +17,7 @@ from sluice.cluster.kube import Kube, load_config
 from sluice.engine.types import HeaderRoute, TrafficPlan
 from sluice.engine.validate import parse_spec
 from sluice.routers.base import Body, ObjectRef, RouteContext, TrafficRouter
+from tests.e2e import api_calls
 from tests.e2e.conftest import Cluster
 from tests.e2e.manifests import canary_rollout
 
@@ -35,7 +36,7 @@ class Harness:
 
     def __init__(self, cluster: Cluster, router: type[TrafficRouter], routing: Body) -> None:
         self.cluster = cluster
-        self.kube = Kube(load_config(cluster.kubeconfig), limit=2)
+        self.kube = Kube(api_calls.track(load_config(cluster.kubeconfig)), limit=2)
         self.router = router(self.kube)
         manifest = rollout_manifest(routing)
         # --validate=false and the spec as written: crds/ may predate trafficRouting (the

@@ -1,8 +1,8 @@
 """The chart's RBAC is enough: a whole rollout with analysis, an abort, a retry and an
 alert, by an operator whose only identity is the chart's ServiceAccount. Zero 403s.
 
-(That it is not wider than the calls made is tests/chart: the rendered rules equal the
-inventory of calls, verb by verb.) Also: Sluice never writes the `.spec` of a Rollout,
+(That it is not wider than the calls made is test_zz_rbac_used.py: every grant was
+used by a request some e2e operator made.) Also: Sluice never writes the `.spec` of a Rollout,
 which Git owns: an abort and a retry leave it and `metadata.generation` unchanged.
 """
 
@@ -149,4 +149,72 @@ def test_cluster_wide_mode_with_track_config_and_blue_green_as_the_chart_identit
         assert denied == [], "\n".join(denied[:5])
     finally:
         op.stop()
+        identity.close()
+
+
+def test_a_cluster_analysis_template_as_the_chart_identity(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Rollout of a watched namespace analysed by a ClusterAnalysisTemplate: the chart's
+    small ClusterRole lets the namespaced operator read it (the AnalysisRun is made)."""
+    identity = ChartIdentity(cluster, tmp_path, {})
+    kubeconfig = identity.install()
+    monkeypatch.setattr(
+        test_analysis, "Operator", lambda _kc, ns, log: Operator(kubeconfig, ns, log)
+    )
+    s = Stage(cluster, tmp_path, identity.deployment_args())
+    name = f"{cluster.namespace}-http-health"
+    (template,) = s.templates
+    template["kind"] = "ClusterAnalysisTemplate"
+    template["metadata"] = {"name": name}
+    canary = s.rollout["spec"]["strategy"]["canary"]
+    canary["analysis"]["templates"] = [{"templateName": name, "clusterScope": True}]
+    try:
+        s.start_canary()
+        wait_for("canary at 50", lambda: cluster.status("shop").get("canaryWeight") == 50)
+        run = s.run("bg")
+        assert [m["name"] for m in run["spec"]["metrics"]] == [
+            m["name"] for m in template["spec"]["metrics"]
+        ]
+        log = s.operator.log.read_text()
+        denied = [line for line in log.splitlines() if "Forbidden" in line or "forbidden" in line]
+        assert denied == [], "\n".join(denied[:5])
+    finally:
+        s.close()
+        cluster.kubectl("delete", "clusteranalysistemplate", name, "--wait=false", check=False)
+        identity.close()
+
+
+def test_a_retry_prunes_the_failed_attempts_run_as_the_chart_identity(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """revisionHistoryLimit 0 keeps no past attempt's AnalysisRuns: after a retry the
+    failed run goes (the chart's delete on analysisruns), with no 403."""
+    identity = ChartIdentity(cluster, tmp_path, {})
+    kubeconfig = identity.install()
+    monkeypatch.setattr(
+        test_analysis, "Operator", lambda _kc, ns, log: Operator(kubeconfig, ns, log)
+    )
+    s = Stage(cluster, tmp_path, identity.deployment_args())
+    s.rollout["spec"]["revisionHistoryLimit"] = 0
+    try:
+        s.start_canary()
+        wait_for("canary at 50", lambda: cluster.status("shop").get("canaryWeight") == 50)
+        s.canary.set(error_rate=0.2)
+        aborted(s, "AnalysisFailed")
+        failed = s.run("bg")["metadata"]["name"]
+        s.canary.set(error_rate=0.0)
+        cluster.action("retry", "shop")
+
+        def runs() -> list[str]:
+            out = cluster.kubectl("get", "analysisruns.sluice.dev", "-o", "name")
+            return [line.split("/", 1)[1] for line in out.split()]
+
+        wait_for(f"the failed run {failed} pruned", lambda: failed not in runs(), timeout=90)
+        assert cluster.status("shop")["attempt"] > int(failed.split("-")[-2])
+        log = s.operator.log.read_text()
+        denied = [line for line in log.splitlines() if "Forbidden" in line or "forbidden" in line]
+        assert denied == [], "\n".join(denied[:5])
+    finally:
+        s.close()
         identity.close()

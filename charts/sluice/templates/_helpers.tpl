@@ -115,14 +115,15 @@ handlers.py and the routers). Shared by the ClusterRole and the per-namespace Ro
   verbs: [get, list, watch, create, update, patch, delete]
 {{- end }}
 {{- if .istio }}
+# The user's VirtualService and DestinationRule are written whole (a conditional PUT), never patched.
 - apiGroups: [networking.istio.io]
   resources: [virtualservices, destinationrules]
-  verbs: [get, list, watch, update, patch]
+  verbs: [get, list, watch, update]
 {{- end }}
 {{- if .gatewayApi }}
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, list, watch, update, patch]
+  verbs: [get, list, watch, update]
 {{- end }}
 {{- if .smi }}
 - apiGroups: [split.smi-spec.io]

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from sluice import __version__
 from sluice import telemetry as M
 from sluice.api.rollout import GROUP, VERSION
+from sluice.cluster import recording
 
 if TYPE_CHECKING:
     from sluice.routers.base import ObjectRef
@@ -36,6 +37,7 @@ def load_config(kubeconfig: str | None = None, pool: int = 8) -> kubernetes.clie
     client = kubernetes.client.ApiClient(config)
     # The API server names the field manager after this: "sluice" in managedFields.
     client.user_agent = f"sluice/{__version__}"
+    recording.install(client)  # sluice_api_access_total
     return client
 
 
