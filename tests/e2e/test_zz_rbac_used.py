@@ -133,5 +133,10 @@ def test_every_grant_of_the_default_chart_is_used_by_some_request(
     assert not unused, "granted by the chart but no e2e operator asked for it:\n" + "\n".join(
         f"  {v} {g or 'core'}/{r}" for g, r, v in unused
     )
-    stale = sorted(g for g in UNEXERCISED if g in seen or g not in granted)
-    assert not stale, f"allowlisted but now used or no longer granted: {stale}"
+    # A race may or may not be hit in one run, so an allowlisted grant seen is only said;
+    # one the chart no longer grants is a stale entry.
+    hit = sorted(g for g in UNEXERCISED if g in seen)
+    if hit:
+        print(f"allowlisted races hit in this run: {hit}")
+    stale = sorted(g for g in UNEXERCISED if g not in granted)
+    assert not stale, f"allowlisted but no longer granted: {stale}"
