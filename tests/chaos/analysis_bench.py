@@ -9,11 +9,14 @@ second, so its canary fails analysis at the first measurement and is aborted
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_analysis import DemoApp
-from tests.support.prometheus import PrometheusServer
+from tests.e2e.conftest import wait_for
+from tests.e2e.test_analysis import DEMO, DemoApp
+from tests.support.prometheus import PrometheusServer, free_port
 
 Body = dict[str, Any]
 JOBS = {"healthy": "demo-healthy", "failing": "demo-broken"}
@@ -42,12 +45,28 @@ def template(analysis: str, address: str) -> Body:
     }
 
 
+class QuietDemoApp(DemoApp):
+    """The demo app without its self-load: a gauge needs no requests, and the machine
+    running the kills has little CPU to spare."""
+
+    def __init__(self, name: str, breakers: int) -> None:
+        self.name, self.port = name, free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(DEMO), "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(f"demo app {name}", self._up, timeout=15)
+        self.set(breakers=breakers)
+
+
 class AnalysisBench:
     """Started only when a fleet has an analysis scenario; closed in reverse order."""
 
     def __init__(self, workdir: Path) -> None:
-        self.apps = {kind: DemoApp(job) for kind, job in JOBS.items()}
-        self.apps["failing"].set(breakers=2)
+        self.apps = {
+            kind: QuietDemoApp(job, 2 if kind == "failing" else 0) for kind, job in JOBS.items()
+        }
         self.prometheus = PrometheusServer(
             [(JOBS[kind], f"127.0.0.1:{app.port}", {}) for kind, app in self.apps.items()],
             workdir=workdir,
