@@ -294,11 +294,16 @@ class Fleet:
                 m.acted.add(index)
                 self.act(m, action)
 
-    def run(self, until: Any, timeout: float) -> None:
-        """Rounds go on while `until()` is false; then the rounds in flight finish."""
+    def run(self, until: Any, timeout: float, finish: float | None = None) -> None:
+        """Rounds go on while `until()` is false; then the rounds in flight finish, within
+        `finish` seconds from then if given (the faults' own pace, not the rounds', sets how
+        long `until()` takes: a restart under load can take 20 s), else within `timeout`."""
         deadline = time.monotonic() + timeout
+        ended = False
         while time.monotonic() < deadline:
             more = not until()
+            if not more and not ended and finish is not None:
+                ended, deadline = True, time.monotonic() + finish
             self.step(self.poll(), more)
             if not more and all(m.done for m in self.members):
                 return

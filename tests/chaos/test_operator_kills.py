@@ -74,7 +74,9 @@ def test_operator_killed_n_times_across_concurrent_rollouts_loses_nothing(
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     try:
-        fleet.run(until=done.is_set, timeout=120 + 15 * kills)
+        # Each restart waits for /readyz (up to 30 s) after a sleep of at most 4 s; the
+        # rounds in flight then have 180 s to end.
+        fleet.run(until=done.is_set, timeout=120 + 40 * kills, finish=180)
         settle = fleet.runs_settled(timeout=30)  # the last rounds' runs get their verdict
     finally:
         done.wait(timeout=60)
