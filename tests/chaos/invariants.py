@@ -208,11 +208,17 @@ def traffic(history: list[Seen], name: str, replicas: int, router: Router | None
         if _status(s).get("abort") and revision:
             aborted.setdefault(str(revision), s.rv)
     refilled: set[str] = set()
+    # "Whole again" counts only once a scale-down asked earlier has been carried out: a
+    # Deployment scaled 4 -> 3 then back to 4 may still say 4/4 Ready and lose the pod
+    # of the 4 -> 3 afterwards (seen in the 50-kill run: 3 Ready a moment after an abort).
+    shrinking: dict[str, int] = {}  # Deployment -> replicas asked, not yet reached
 
     observed: dict[str, Body] = {}  # Deployment -> the template its controller has seen
     for seen in timeline:
+        before = state.get((seen.kind, seen.name))
         state[(seen.kind, seen.name)] = None if seen.type == "DELETED" else seen.body
         if seen.kind == "Deployment" and seen.type != "DELETED":
+            _follow_shrink(shrinking, seen, before)
             generation = int(seen.body["metadata"].get("generation") or 0)
             if int((seen.body.get("status") or {}).get("observedGeneration") or 0) >= generation:
                 observed[seen.name] = seen.body["spec"]["template"]
@@ -229,12 +235,22 @@ def traffic(history: list[Seen], name: str, replicas: int, router: Router | None
         capacity = sum(_ready(state.get(("Deployment", f"{name}-{s}"))) for s in taking)
         current = state.get(("Rollout", name)) or {}
         revision = str((current.get("status") or {}).get("canaryRevision") or "")
-        if revision in aborted and capacity >= replicas and seen.rv > aborted[revision]:
+        whole = capacity >= replicas and not any(f"{name}-{s}" in shrinking for s in taking)
+        if revision in aborted and whole and seen.rv > aborted[revision]:
             refilled.add(revision)
         excused = revision in aborted and revision not in refilled and len(taking) == 1
         if capacity < replicas and not excused:
             bad.append(f"{where}: Ready capacity {capacity} < {replicas} (slots {taking})")
     return bad
+
+
+def _follow_shrink(shrinking: dict[str, int], seen: Seen, before: Body | None) -> None:
+    want = int((seen.body.get("spec") or {}).get("replicas") or 0)
+    had = int(((before or {}).get("spec") or {}).get("replicas") or 0)
+    if before is not None and want < had:
+        shrinking[seen.name] = want
+    if int((seen.body.get("status") or {}).get("replicas") or 0) <= shrinking.get(seen.name, -1):
+        del shrinking[seen.name]
 
 
 def _taking(

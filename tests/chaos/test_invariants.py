@@ -280,3 +280,29 @@ def test_an_orphaned_or_late_analysis_run_is_named() -> None:
     gone.add("Rollout", "web", gone.seen[0].body, type_="DELETED")
     bad = analysis_runs(gone.seen, "web")  # the run outlived its owner
     assert len(bad) == 1 and "outlived Rollout web" in bad[0], bad
+
+
+def test_an_abort_dip_waits_for_a_scale_down_still_under_way() -> None:
+    """The stable scaled 4 -> 3 for the canary and back to 4 by the abort still said 4/4
+    Ready; the pod of the 4 -> 3 went only after: whole again is not before that."""
+    h = History()
+    h.deployment("a", 4, 4)
+    h.root("a")
+    h.rollout(phase="Healthy", stableRevision="c1")
+    canary(h, 0)
+    h.deployment("b", 1, 1)
+    h.root(None)
+    h.add(
+        "Deployment", "web-a", {**h.seen[0].body, "spec": {"replicas": 3, "template": {"v": "a"}}}
+    )
+    h.deployment("a", 4, 4)  # back to 4 before its controller removed a pod
+    h.root("a")
+    canary(h, 1, abort={"reason": "AnalysisFailed"})
+    h.deployment("a", 4, 4)
+    h.deployment("a", 4, 3)
+    h.seen[-1].body["status"]["replicas"] = 3  # a pod of the scale-down removed at last
+    h.deployment("a", 4, 3)  # its replacement made, not Ready yet
+    assert traffic(h.seen, "web", 4, None) == []
+    h.deployment("a", 4, 4)
+    h.deployment("a", 4, 3)  # whole again after the shrink was done: a dip now is named
+    assert len(traffic(h.seen, "web", 4, None)) == 1
