@@ -10,11 +10,18 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.fleet import Fleet, router_of
-from tests.chaos.invariants import action_events, actions, step_events, steps, traffic
+from tests.chaos.invariants import (
+    action_events,
+    actions,
+    analysis_runs,
+    step_events,
+    steps,
+    traffic,
+)
 from tests.chaos.recording import ChaosRecorder
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Cluster, Operator
-from tests.e2e.traffic_cases import ISTIO
+from tests.e2e.traffic_cases import GATEWAY, ISTIO
 
 # The e2e fixtures and report hook, shared (a conftest cannot be a plugin below the root).
 kubeconfig = e2e.kubeconfig
@@ -30,7 +37,7 @@ def env_int(name: str, default: int) -> int:
 @pytest.fixture
 def recorder(cluster: Cluster) -> Iterator[ChaosRecorder]:
     rec = ChaosRecorder(cluster.kubeconfig, cluster.namespace)
-    rec.watch_all([(ISTIO.group, ISTIO.version, ISTIO.plural, ISTIO.kind)])
+    rec.watch_all([(c.group, c.version, c.plural, c.kind) for c in (ISTIO, GATEWAY)])
     yield rec
     rec.stop()
 
@@ -61,8 +68,9 @@ def violations(fleet: Fleet, recorder: ChaosRecorder, kills: int) -> list[str]:
         bad += step_bad
         bad += step_events(events, reached, kills)
         bad += actions(history, m.name, m.applied)
-        bad += action_events(events, m.applied, kills)
+        bad += action_events(events, m.applied, kills, fleet.analysis_aborts(m))
         bad += traffic(history, m.name, fleet.replicas, router_of(m.name, m.scenario))
+        bad += analysis_runs(history, m.name)
         live = fleet.cluster.rollout(m.name)
         if (live["metadata"].get("annotations") or {}).get("sluice.dev/action"):
             bad.append(f"{m.name}: an action annotation was never removed")
@@ -76,7 +84,8 @@ def lost_events(fleet: Fleet) -> dict[str, int]:
     for m in fleet.members:
         reasons = [e["reason"] for e in fleet.cluster.events(m.name)]
         promoted = sum(a in ("promote", "promote-full") for a in m.applied)
-        for reason, want in (("Promoted", promoted), ("Aborted", m.applied.count("abort"))):
+        aborted = m.applied.count("abort") + fleet.analysis_aborts(m)
+        for reason, want in (("Promoted", promoted), ("Aborted", aborted)):
             missing = want - reasons.count(reason)
             if missing > 0:
                 lost[reason] = lost.get(reason, 0) + missing

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import kubernetes
 
+from tests.chaos.analysis_bench import template_name
 from tests.chaos.invariants import Router
 from tests.e2e.conftest import Cluster
-from tests.e2e.traffic_cases import ISTIO, rollout
+from tests.e2e.traffic_cases import GATEWAY, ISTIO, rollout
 
 Body = dict[str, Any]
 ACTION = "sluice.dev/action"
@@ -26,10 +29,12 @@ ACTION = "sluice.dev/action"
 @dataclass(frozen=True)
 class Scenario:
     label: str
-    router: bool  # through an Istio VirtualService, else replica mode
+    router: str  # "istio" (a VirtualService), "gateway" (an HTTPRoute), "" (replica mode)
     steps: list[Body]
     actions: dict[int, str]  # paused at this step index -> set this action
     outcome: str  # the phase a round ends in
+    analysis: str = ""  # a background analysis: "healthy", "failing" (see analysis_bench)
+    abort_reason: str = ""  # the reason a Degraded round's abort must give
 
 
 def _w(weight: int) -> Body:
@@ -39,28 +44,84 @@ def _w(weight: int) -> Body:
 HOLD: Body = {"pause": {}}
 TIMED: Body = {"pause": {"duration": 2}}
 
+# Any 6 consecutive Rollouts cover replica mode, both routers, a healthy and a failing
+# analysis, promote, promote-full, abort and promote-then-abort; 10 add the rest.
 SCENARIOS = [
-    Scenario("replica-promote", False, [_w(25), HOLD, _w(50), TIMED], {1: "promote"}, "Healthy"),
+    Scenario("replica-promote", "", [_w(25), HOLD, _w(50), TIMED], {1: "promote"}, "Healthy"),
     Scenario(
-        "istio-promote-full", True, [_w(20), HOLD, _w(50), HOLD], {1: "promote-full"}, "Healthy"
+        "istio-promote-full", "istio", [_w(20), HOLD, _w(50), HOLD], {1: "promote-full"}, "Healthy"
     ),
-    Scenario("replica-abort", False, [_w(25), TIMED, _w(50), HOLD], {3: "abort"}, "Degraded"),
-    Scenario("istio-timed", True, [_w(25), TIMED, _w(50), TIMED], {}, "Healthy"),
+    Scenario(
+        "gateway-abort",
+        "gateway",
+        [_w(25), TIMED, _w(50), HOLD],
+        {3: "abort"},
+        "Degraded",
+        abort_reason="UserAbort",
+    ),
+    Scenario(
+        "istio-analysis",
+        "istio",
+        [_w(25), TIMED, _w(50), HOLD],
+        {3: "promote"},
+        "Healthy",
+        analysis="healthy",
+    ),
+    Scenario(
+        "replica-analysis-fails",
+        "",
+        [_w(25), HOLD, _w(50), HOLD],
+        {},
+        "Degraded",
+        analysis="failing",
+        abort_reason="AnalysisFailed",
+    ),
+    Scenario(
+        "gateway-promote-abort",
+        "gateway",
+        [_w(30), HOLD, _w(60), HOLD],
+        {1: "promote", 3: "abort"},
+        "Degraded",
+        abort_reason="UserAbort",
+    ),
     Scenario(
         "replica-promote-full",
-        False,
+        "",
         [_w(25), HOLD, _w(50), HOLD, _w(75), HOLD],
         {1: "promote-full"},
         "Healthy",
     ),
     Scenario(
+        "gateway-analysis",
+        "gateway",
+        [_w(25), TIMED, _w(50), TIMED],
+        {},
+        "Healthy",
+        analysis="healthy",
+    ),
+    Scenario("istio-timed", "istio", [_w(25), TIMED, _w(50), TIMED], {}, "Healthy"),
+    Scenario(
         "istio-promote-abort",
-        True,
+        "istio",
         [_w(30), HOLD, _w(60), HOLD],
         {1: "promote", 3: "abort"},
         "Degraded",
+        abort_reason="UserAbort",
     ),
 ]
+
+CASES = {"istio": ISTIO, "gateway": GATEWAY}
+
+
+def mix(scenarios: list[Scenario]) -> str:
+    """What a fleet covers, for the test's output."""
+    count = Counter(
+        [s.router or "replica" for s in scenarios]
+        + [f"analysis {s.analysis}" for s in scenarios if s.analysis]
+        + [a for s in scenarios for a in s.actions.values()]
+        + ["timed pause" for s in scenarios if TIMED in s.steps]
+    )
+    return ", ".join(f"{k} x{n}" for k, n in sorted(count.items()))
 
 
 def _renamed(body: Body, name: str) -> Body:
@@ -69,26 +130,38 @@ def _renamed(body: Body, name: str) -> Body:
 
 
 def manifests(name: str, scenario: Scenario, replicas: int) -> list[Body]:
-    if scenario.router:
-        objects = [_renamed(o, name) for o in ISTIO.objects]
-        body = _renamed(rollout(ISTIO, scenario.steps, replicas=replicas), name)
-        body["spec"]["strategy"]["canary"]["trafficRouting"].pop("managedRoutes", None)
-        return [*objects, body]
-    body = _renamed(rollout(ISTIO, scenario.steps, replicas=replicas), name)
-    body["spec"]["strategy"]["canary"].pop("trafficRouting")
-    return [body]
+    case = CASES.get(scenario.router, ISTIO)
+    body = _renamed(rollout(case, scenario.steps, replicas=replicas), name)
+    canary = body["spec"]["strategy"]["canary"]
+    if scenario.analysis:
+        canary["analysis"] = {"templates": [{"templateName": template_name(scenario.analysis)}]}
+    if not scenario.router:
+        canary.pop("trafficRouting")
+        return [body]
+    canary["trafficRouting"].pop("managedRoutes", None)
+    return [*(_renamed(o, name) for o in case.objects), body]
 
 
 def router_of(name: str, scenario: Scenario) -> Router | None:
+    """How the invariants read the (stable, canary) weights of this Rollout's router."""
     if not scenario.router:
         return None
+    stable, canary = f"{name}-stable", f"{name}-canary"
 
-    def weights(body: Body) -> tuple[int, int]:
+    def vs_weights(body: Body) -> tuple[int, int]:
         route = next(r for r in body["spec"]["http"] if r.get("name") == "primary")
         hosts = {d["destination"]["host"]: int(d.get("weight", 0)) for d in route["route"]}
-        return hosts.get(f"{name}-stable", 0), hosts.get(f"{name}-canary", 0)
+        return hosts.get(stable, 0), hosts.get(canary, 0)
 
-    return Router(ISTIO.kind, name, weights)
+    def route_weights(body: Body) -> tuple[int, int]:
+        # The rule Sluice weighs is the unnamed one; a backendRef without weight has 1.
+        rule = next(r for r in body["spec"]["rules"] if "name" not in r)
+        refs = {b["name"]: int(b.get("weight", 1)) for b in rule["backendRefs"]}
+        return refs.get(stable, 0), refs.get(canary, 0)
+
+    if scenario.router == "gateway":
+        return Router(GATEWAY.kind, name, route_weights)
+    return Router(ISTIO.kind, name, vs_weights)
 
 
 @dataclass
@@ -99,7 +172,8 @@ class Member:
     generation: int = 0  # the generation of this round's template
     acted: set[int] = field(default_factory=set)
     applied: list[str] = field(default_factory=list)  # every action set, in order
-    outcomes: list[tuple[int, str]] = field(default_factory=list)  # (round, phase it ended in)
+    # (round, phase it ended in, the abort's reason or "")
+    outcomes: list[tuple[int, str, str]] = field(default_factory=list)
     done: bool = True  # the current round has ended
     before: str = ""  # the canary revision in status when the round began (an aborted one)
     canary: str = ""  # this round's canary revision, once the status shows it
@@ -129,7 +203,10 @@ class Fleet:
     def close(self) -> None:
         self.client.close()
 
-    def create(self) -> None:
+    def create(self, templates: Sequence[Body] = ()) -> None:
+        """The AnalysisTemplates (tests.chaos.analysis_bench), then every member's objects."""
+        for body in templates:
+            self.cluster.kubectl("apply", "-f", "-", stdin=json.dumps(body))
         for m in self.members:
             for body in manifests(m.name, m.scenario, self.replicas):
                 self.cluster.kubectl("apply", "--validate=false", "-f", "-", stdin=json.dumps(body))
@@ -208,7 +285,8 @@ class Fleet:
             promoted = phase == "Healthy" and not revision and st.get("stableRevision") == m.canary
             aborted = phase == "Degraded" and revision == m.canary and st.get("abort")
             if promoted or aborted:
-                m.outcomes.append((m.round, str(phase)))
+                reason = str((st.get("abort") or {}).get("reason") or "")
+                m.outcomes.append((m.round, str(phase), reason))
                 m.done = True
                 continue
             action = m.scenario.actions.get(index) if index is not None else None
@@ -216,11 +294,16 @@ class Fleet:
                 m.acted.add(index)
                 self.act(m, action)
 
-    def run(self, until: Any, timeout: float) -> None:
-        """Rounds go on while `until()` is false; then the rounds in flight finish."""
+    def run(self, until: Any, timeout: float, finish: float | None = None) -> None:
+        """Rounds go on while `until()` is false; then the rounds in flight finish, within
+        `finish` seconds from then if given (the faults' own pace, not the rounds', sets how
+        long `until()` takes: a restart under load can take 20 s), else within `timeout`."""
         deadline = time.monotonic() + timeout
+        ended = False
         while time.monotonic() < deadline:
             more = not until()
+            if not more and not ended and finish is not None:
+                ended, deadline = True, time.monotonic() + finish
             self.step(self.poll(), more)
             if not more and all(m.done for m in self.members):
                 return
@@ -232,8 +315,37 @@ class Fleet:
 
     def wrong_outcomes(self) -> list[str]:
         return [
-            f"{m.name} round {r}: ended {phase}, its scenario says {m.scenario.outcome}"
+            f"{m.name} round {r}: ended {phase} ({reason or 'no abort'}), its scenario says "
+            f"{m.scenario.outcome} ({m.scenario.abort_reason or 'no abort'})"
             for m in self.members
-            for r, phase in m.outcomes
-            if phase != m.scenario.outcome
+            for r, phase, reason in m.outcomes
+            if (phase, reason) != (m.scenario.outcome, m.scenario.abort_reason)
         ]
+
+    def analysis_runs(self) -> list[Body]:
+        try:
+            listed = self.api.list_namespaced_custom_object(
+                "sluice.dev", "v1alpha1", self.cluster.namespace, "analysisruns", _request_timeout=5
+            )
+        except Exception:
+            self.errors += 1
+            return []
+        return list(listed["items"])  # type: ignore[index]
+
+    def runs_settled(self, timeout: float) -> float:
+        """Seconds until no AnalysisRun measures any more (every round is over); at most
+        `timeout` (the invariants then name the run still live)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            phases = [(r.get("status") or {}).get("phase") for r in self.analysis_runs()]
+            if all(p not in ("Pending", "Running", "Holding", None) for p in phases):
+                break
+            time.sleep(0.5)
+        return time.monotonic() - started
+
+    def analysis_aborts_total(self) -> int:
+        return sum(self.analysis_aborts(m) for m in self.members)
+
+    def analysis_aborts(self, m: Member) -> int:
+        """Rounds the analysis aborted: each posts an Aborted Event no action asked for."""
+        return sum(reason == "AnalysisFailed" for _, _, reason in m.outcomes)

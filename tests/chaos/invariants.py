@@ -140,12 +140,15 @@ def actions(history: list[Seen], name: str, applied: list[str]) -> list[str]:
     return []
 
 
-def action_events(events: list[Body], applied: list[str], kills: int) -> list[str]:
-    """Promoted and Aborted Events: never more than the actions that ask for them."""
+def action_events(
+    events: list[Body], applied: list[str], kills: int, analysis_aborts: int = 0
+) -> list[str]:
+    """Promoted and Aborted Events: never more than the actions (and the aborts by a
+    failed analysis) that ask for them."""
     count = Counter(e["reason"] for e in events for _ in range(int(e.get("count") or 1)))
     want = {
         "Promoted": sum(a in ("promote", "promote-full") for a in applied),
-        "Aborted": applied.count("abort"),
+        "Aborted": applied.count("abort") + analysis_aborts,
     }
     bad = [f"{r}: {count[r]} Events for {w} actions" for r, w in want.items() if count[r] > w]
     lost = sum(w - count[r] for r, w in want.items())
@@ -205,11 +208,17 @@ def traffic(history: list[Seen], name: str, replicas: int, router: Router | None
         if _status(s).get("abort") and revision:
             aborted.setdefault(str(revision), s.rv)
     refilled: set[str] = set()
+    # "Whole again" counts only once a scale-down asked earlier has been carried out: a
+    # Deployment scaled 4 -> 3 then back to 4 may still say 4/4 Ready and lose the pod
+    # of the 4 -> 3 afterwards (seen in the 50-kill run: 3 Ready a moment after an abort).
+    shrinking: dict[str, int] = {}  # Deployment -> replicas asked, not yet reached
 
     observed: dict[str, Body] = {}  # Deployment -> the template its controller has seen
     for seen in timeline:
+        before = state.get((seen.kind, seen.name))
         state[(seen.kind, seen.name)] = None if seen.type == "DELETED" else seen.body
         if seen.kind == "Deployment" and seen.type != "DELETED":
+            _follow_shrink(shrinking, seen, before)
             generation = int(seen.body["metadata"].get("generation") or 0)
             if int((seen.body.get("status") or {}).get("observedGeneration") or 0) >= generation:
                 observed[seen.name] = seen.body["spec"]["template"]
@@ -226,12 +235,22 @@ def traffic(history: list[Seen], name: str, replicas: int, router: Router | None
         capacity = sum(_ready(state.get(("Deployment", f"{name}-{s}"))) for s in taking)
         current = state.get(("Rollout", name)) or {}
         revision = str((current.get("status") or {}).get("canaryRevision") or "")
-        if revision in aborted and capacity >= replicas and seen.rv > aborted[revision]:
+        whole = capacity >= replicas and not any(f"{name}-{s}" in shrinking for s in taking)
+        if revision in aborted and whole and seen.rv > aborted[revision]:
             refilled.add(revision)
         excused = revision in aborted and revision not in refilled and len(taking) == 1
         if capacity < replicas and not excused:
             bad.append(f"{where}: Ready capacity {capacity} < {replicas} (slots {taking})")
     return bad
+
+
+def _follow_shrink(shrinking: dict[str, int], seen: Seen, before: Body | None) -> None:
+    want = int((seen.body.get("spec") or {}).get("replicas") or 0)
+    had = int(((before or {}).get("spec") or {}).get("replicas") or 0)
+    if before is not None and want < had:
+        shrinking[seen.name] = want
+    if int((seen.body.get("status") or {}).get("replicas") or 0) <= shrinking.get(seen.name, -1):
+        del shrinking[seen.name]
 
 
 def _taking(
@@ -271,3 +290,76 @@ def steps_per_round(events: list[Body], rounds: int) -> list[str]:
         if match:
             seen[int(match.group(1))] += int(event.get("count") or 1)
     return [f"step {k} reached {n} times in {rounds} rounds" for k, n in seen.items() if n > rounds]
+
+
+LIVE_RUN = ("Pending", "Running", "Holding")
+
+
+def _round_ends(history: list[Seen], name: str) -> list[tuple[int, str]]:
+    """(resourceVersion, canary revision) of each version of the Rollout that ended a
+    round: the canary promoted (stable now, no canary) or aborted."""
+    ends: list[tuple[int, str]] = []
+    prev: Body = {}
+    for seen in _versions(history, "Rollout", name):
+        st = _status(seen)
+        was = str(prev.get("canaryRevision") or "")
+        if was and not st.get("canaryRevision") and st.get("stableRevision") == was:
+            ends.append((seen.rv, was))
+        elif st.get("abort") and st.get("canaryRevision") and not prev.get("abort"):
+            ends.append((seen.rv, str(st["canaryRevision"])))
+        prev = st
+    return ends
+
+
+def analysis_runs(history: list[Seen], name: str) -> list[str]:
+    """No AnalysisRun of the Rollout orphaned or duplicated:
+    - each run is owned by the Rollout (its uid), which still exists while the run does;
+    - at most one run per (revision, attempt, kind, step): a second object for the same
+      analysis, even under the same name after a delete, is a duplicate;
+    - a run is never started after its round ended, and a run of a round that ended is
+      terminal (not Pending/Running/Holding) by the time the next round ends, and at the
+      end of the history. (It cannot be at the very write that ends the round: the run's
+      verdict is the operator's next write, on the run.)"""
+    bad: list[str] = []
+    rollouts = _versions(history, "Rollout", name)
+    uids = {str(s.body["metadata"].get("uid")) for s in rollouts if s.body["metadata"].get("uid")}
+    deleted = next((s.rv for s in rollouts if s.type == "DELETED"), None)
+    ends = _round_ends(history, name)
+    runs: dict[str, list[Seen]] = {}  # uid -> its versions
+    for seen in history:
+        labels = seen.body["metadata"].get("labels") or {}
+        if seen.kind == "AnalysisRun" and labels.get("sluice.dev/rollout") == name:
+            runs.setdefault(str(seen.body["metadata"].get("uid")), []).append(seen)
+    keys: dict[tuple[str, str, str, Any], list[str]] = {}
+    for uid, versions in runs.items():
+        first, last = versions[0], versions[-1]
+        run = first.name
+        spec = first.body.get("spec") or {}
+        revision, kind = str(spec.get("revision")), str(spec.get("kind"))
+        attempt = run.rsplit("-", 2)[-2] if run.count("-") >= 2 else ""
+        keys.setdefault((revision, attempt, kind, spec.get("step")), []).append(f"{run} ({uid})")
+        owners = first.body["metadata"].get("ownerReferences") or []
+        if not any(o.get("kind") == "Rollout" and str(o.get("uid")) in uids for o in owners):
+            bad.append(f"AnalysisRun {run}: orphaned, owned by {owners}, not Rollout {name}")
+        gone = last.type == "DELETED"
+        if deleted is not None and not (gone and last.rv >= deleted):
+            bad.append(f"AnalysisRun {run}: outlived Rollout {name} (deleted at {deleted})")
+        mine = [rv for rv, rev in ends if rev == revision]
+        if mine and first.rv > mine[0]:
+            bad.append(f"AnalysisRun {run}: started at {first.rv}, its round over at {mine[0]}")
+        if not mine or gone:
+            continue  # a round still going, or a run pruned (deleted) by the operator
+        later = [rv for rv, rev in ends if rv > mine[0] and rev != revision][:1]
+        for until in [*later, None]:
+            upto = [v for v in versions if until is None or v.rv <= until]
+            if not upto:
+                continue
+            phase = _status(upto[-1]).get("phase") or "Pending"
+            if phase in LIVE_RUN:
+                when = f"when the next round ended ({until})" if until else "at the end"
+                bad.append(f"AnalysisRun {run}: still {phase} {when}, its round over")
+                break
+    for key, found in keys.items():
+        if len(found) > 1:
+            bad.append(f"Rollout {name}: {len(found)} AnalysisRuns for {key}: {found}")
+    return bad

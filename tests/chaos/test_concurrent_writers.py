@@ -32,7 +32,7 @@ def test_actions_apply_exactly_once_against_a_concurrent_writer(
     tmp_path: Path,
 ) -> None:
     # Every scenario with an action: promote, promote-full, abort (and promote then abort).
-    chosen = [s for s in SCENARIOS if s.actions][:4]
+    chosen = [s for s in SCENARIOS if s.actions and not s.analysis][:4]
     fleet = Fleet(cluster, chosen)
     op = Operator(cluster.kubeconfig, cluster.namespace, tmp_path / "operator.log")
     operators.append(op)

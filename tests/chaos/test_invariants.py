@@ -7,7 +7,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from tests.chaos.invariants import action_events, actions, step_events, steps, traffic
+from tests.chaos.fleet import SCENARIOS, router_of
+from tests.chaos.invariants import (
+    action_events,
+    actions,
+    analysis_runs,
+    step_events,
+    steps,
+    traffic,
+)
 from tests.e2e.history import Seen
 
 STEPS = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": 2}}]
@@ -18,10 +26,10 @@ class History:
         self.rv = 0
         self.seen: list[Seen] = []
 
-    def add(self, kind: str, name: str, body: dict[str, Any]) -> None:
+    def add(self, kind: str, name: str, body: dict[str, Any], type_: str = "MODIFIED") -> None:
         self.rv += 1
         body = {**body, "metadata": {"name": name, "generation": 1, **body.get("metadata", {})}}
-        self.seen.append(Seen(0.0, self.rv, "MODIFIED", kind, name, body))
+        self.seen.append(Seen(0.0, self.rv, type_, kind, name, body))
 
     def rollout(self, **status: Any) -> None:
         spec = {"strategy": {"canary": {"steps": STEPS}}}
@@ -139,3 +147,162 @@ def test_an_abort_may_dip_until_the_stable_is_whole_again() -> None:
     assert traffic(h.seen, "web", 4, None) == []
     h.deployment("a", 4, 3)  # whole again once: a later dip is not excused
     assert traffic(h.seen, "web", 4, None)
+
+
+GATEWAY = next(s for s in SCENARIOS if s.router == "gateway")
+
+
+def http_route(h: History, stable: int, canary: int) -> None:
+    """The fleet's HTTPRoute (traffic_cases.GATEWAY renamed): Sluice weighs the unnamed rule."""
+    refs = [
+        {"name": "web-stable", "port": 80, "weight": stable},
+        {"name": "web-canary", "port": 80, "weight": canary},
+    ]
+    rules = [{"name": "admin", "backendRefs": [{"name": "admin"}]}, {"backendRefs": refs}]
+    h.add("HTTPRoute", "web", {"spec": {"rules": rules}})
+
+
+def test_an_http_route_weighing_an_unready_canary_is_named() -> None:
+    router = router_of("web", GATEWAY)
+    assert router is not None and router.kind == "HTTPRoute"
+    h = History()
+    h.deployment("a", 4, 4)
+    h.add("Service", "web-stable", {"spec": {"selector": {"sluice.dev/slot": "a"}}})
+    h.add("Service", "web-canary", {"spec": {"selector": {"sluice.dev/slot": "b"}}})
+    http_route(h, 1000, 0)
+    h.rollout(phase="Healthy", stableRevision="c1")
+    canary(h, 0)
+    h.deployment("b", 1, 1)
+    http_route(h, 750, 250)  # the canary has its Ready pod first: fine
+    assert traffic(h.seen, "web", 4, router) == []
+    h.deployment("b", 2, 0)  # its pods replaced by a new template, none Ready yet
+    h.seen[-1].body["spec"]["template"] = {"v": "b2"}
+    bad = traffic(h.seen, "web", 4, router)
+    assert len(bad) == 1 and "traffic to web-b with no Ready pod" in bad[0], bad
+    http_route(h, 1000, 0)  # weight back to the stable alone: nothing more to say
+    assert len(traffic(h.seen, "web", 4, router)) == 1
+
+
+OWNER = [{"kind": "Rollout", "name": "web", "uid": "u1"}]
+
+
+def run(h: History, name: str, phase: str | None, uid: str = "r1", **meta: Any) -> None:
+    """An AnalysisRun version: background, of canary c2 at attempt 0 unless named so."""
+    revision, attempt = name.split("-")[1:3]
+    body = {
+        "metadata": {
+            "uid": uid,
+            "labels": {"sluice.dev/rollout": "web"},
+            "ownerReferences": OWNER,
+            **meta,
+        },
+        "spec": {"kind": "background", "revision": revision},
+        "status": {"phase": phase} if phase else {},
+    }
+    assert attempt.isdigit()
+    h.add("AnalysisRun", name, body)
+
+
+def promoted_round(h: History, revision: str = "c2") -> None:
+    h.rollout(phase="Progressing", canaryRevision=revision, stableRevision="c1")
+    h.rollout(phase="Healthy", stableRevision=revision)
+
+
+def analysed() -> History:
+    h = History()
+    h.rollout(phase="Healthy", stableRevision="c1")
+    h.seen[-1].body["metadata"]["uid"] = "u1"
+    h.rollout(phase="Progressing", canaryRevision="c2", stableRevision="c1")
+    run(h, "web-c2-0-bg", None)
+    run(h, "web-c2-0-bg", "Running")
+    return h
+
+
+def test_a_clean_analysis_run_history_passes() -> None:
+    h = analysed()
+    h.rollout(phase="Healthy", stableRevision="c2")  # promoted: the round is over
+    run(h, "web-c2-0-bg", "Successful")  # the operator's next write: terminated
+    h.rollout(phase="Progressing", canaryRevision="c3", stableRevision="c2")
+    run(h, "web-c3-1-bg", "Running", uid="r2")  # the next round's own run
+    h.rollout(phase="Healthy", stableRevision="c3")
+    run(h, "web-c3-1-bg", "Successful", uid="r2")
+    assert analysis_runs(h.seen, "web") == []
+
+
+def test_a_duplicated_analysis_run_is_named() -> None:
+    h = analysed()
+    h.add("AnalysisRun", "web-c2-0-bg", h.seen[-1].body, type_="DELETED")
+    run(h, "web-c2-0-bg", "Running", uid="r9")  # created again after a kill: a second run
+    h.rollout(phase="Healthy", stableRevision="c2")
+    run(h, "web-c2-0-bg", "Successful", uid="r9")
+    bad = analysis_runs(h.seen, "web")
+    assert len(bad) == 1 and "2 AnalysisRuns for ('c2', '0', 'background', None)" in bad[0], bad
+
+
+def test_an_analysis_run_left_running_after_its_round_is_named() -> None:
+    h = analysed()
+    h.rollout(phase="Healthy", stableRevision="c2")
+    promoted_round(h, "c3")  # a whole round later, the old run still measures
+    bad = analysis_runs(h.seen, "web")
+    assert any("still Running when the next round ended" in b for b in bad), bad
+    run(h, "web-c2-0-bg", "Successful")  # terminated only at the very end: still named
+    assert any("still Running when the next round ended" in b for b in analysis_runs(h.seen, "web"))
+
+
+def test_an_analysis_run_still_live_at_the_end_is_named() -> None:
+    h = analysed()
+    h.rollout(phase="Degraded", canaryRevision="c2", stableRevision="c1", abort={"reason": "x"})
+    bad = analysis_runs(h.seen, "web")
+    assert len(bad) == 1 and "still Running at the end" in bad[0], bad
+    run(h, "web-c2-0-bg", "Failed")
+    assert analysis_runs(h.seen, "web") == []
+
+
+def test_an_orphaned_or_late_analysis_run_is_named() -> None:
+    h = analysed()
+    h.rollout(phase="Healthy", stableRevision="c2")
+    run(h, "web-c2-0-bg", "Successful")
+    other = [{"kind": "Rollout", "name": "web", "uid": "u-gone"}]  # a Rollout of that name before
+    run(h, "web-c9-0-bg", "Running", uid="r3", ownerReferences=other)
+    bad = analysis_runs(h.seen, "web")
+    assert len(bad) == 1 and "orphaned" in bad[0], bad
+
+    late = analysed()
+    late.rollout(phase="Healthy", stableRevision="c2")
+    run(late, "web-c2-0-bg", "Successful")
+    run(late, "web-c2-1-bg", "Successful", uid="r4")  # a retry's run, after the promotion
+    bad = analysis_runs(late.seen, "web")
+    assert len(bad) == 1 and "its round over at" in bad[0], bad
+
+    gone = analysed()
+    gone.rollout(phase="Healthy", stableRevision="c2")
+    run(gone, "web-c2-0-bg", "Successful")
+    gone.add("Rollout", "web", gone.seen[0].body, type_="DELETED")
+    bad = analysis_runs(gone.seen, "web")  # the run outlived its owner
+    assert len(bad) == 1 and "outlived Rollout web" in bad[0], bad
+
+
+def test_an_abort_dip_waits_for_a_scale_down_still_under_way() -> None:
+    """The stable scaled 4 -> 3 for the canary and back to 4 by the abort still said 4/4
+    Ready; the pod of the 4 -> 3 went only after: whole again is not before that."""
+    h = History()
+    h.deployment("a", 4, 4)
+    h.root("a")
+    h.rollout(phase="Healthy", stableRevision="c1")
+    canary(h, 0)
+    h.deployment("b", 1, 1)
+    h.root(None)
+    h.add(
+        "Deployment", "web-a", {**h.seen[0].body, "spec": {"replicas": 3, "template": {"v": "a"}}}
+    )
+    h.deployment("a", 4, 4)  # back to 4 before its controller removed a pod
+    h.root("a")
+    canary(h, 1, abort={"reason": "AnalysisFailed"})
+    h.deployment("a", 4, 4)
+    h.deployment("a", 4, 3)
+    h.seen[-1].body["status"]["replicas"] = 3  # a pod of the scale-down removed at last
+    h.deployment("a", 4, 3)  # its replacement made, not Ready yet
+    assert traffic(h.seen, "web", 4, None) == []
+    h.deployment("a", 4, 4)
+    h.deployment("a", 4, 3)  # whole again after the shrink was done: a dip now is named
+    assert len(traffic(h.seen, "web", 4, None)) == 1
