@@ -336,12 +336,17 @@ def idle(ops: list[Operator], args: Any, res: Result) -> None:
     time.sleep(args.settle)
     m0, p0, t0 = sum_metrics(ops), [read_proc(op.pid) for op in ops], time.monotonic()
     time.sleep(args.idle)
-    m1, p1, t1 = sum_metrics(ops), [read_proc(op.pid) for op in ops], time.monotonic()
+    # The CPU is read before the closing scrape: a /metrics scrape of N Rollouts' series
+    # is the scraper's cost, measured on its own below (Prometheus pays it every interval).
+    p1, t1 = [read_proc(op.pid) for op in ops], time.monotonic()
+    m1 = sum_metrics(ops)
+    p2 = [read_proc(op.pid) for op in ops]
     d = delta(m1, m0)
     res.put(
         idle_rss_mib=[round(p.rss / 2**20) for p in p1],
         peak_rss_mib=[round(p.hwm / 2**20) for p in p1],
         idle_cpu_pct=round(cpu_of(ops, p0, p1, t1 - t0), 2),
+        scrape_cpu_s=round(sum(b.cpu - a.cpu for a, b in zip(p1, p2, strict=True)), 2),
         idle_api_requests=total(d, "sluice_api_requests_total"),
         idle_reconciles=total(d, "sluice_reconcile_total"),
         idle_watch_events=total(d, "sluice_watch_events_total"),

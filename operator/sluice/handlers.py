@@ -94,6 +94,9 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # Sluice posts its own Events, through the capped client
     settings.watching.server_timeout = 600
+    # The first LIST of each watch in pages, as warm() does: one 10,000-object answer
+    # decoded at once grows a heap that stays.
+    settings.watching.chunk_size = 500
     settings.networking.request_timeout = 60
     # Cluster-wide, scanning is on: a router CRD installed after Sluice starts is watched from
     # then on (the chart grants CRD list/watch). With named namespaces it would also list

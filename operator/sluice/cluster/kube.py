@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,8 @@ from sluice.cluster import recording
 
 if TYPE_CHECKING:
     from sluice.routers.base import ObjectRef
+
+LIST_PAGE = 500  # objects per page of a LIST (limit/continue)
 
 Body = dict[str, Any]
 
@@ -142,42 +144,41 @@ class Kube:
 
     async def list_children(
         self, kind: str, namespaces: list[str] | None, selector: str = f"{GROUP}/rollout"
-    ) -> list[Body]:
+    ) -> AsyncIterator[list[Body]]:
         """Deployments, Services, Jobs or AnalysisRuns that carry the sluice.dev/rollout
-        label (or ConfigMaps, Secrets with another selector)."""
-        items: list[Body] = []
+        label (or ConfigMaps, Secrets with another selector), a page at a time: at 10,000
+        Rollouts one whole list is ~100 MB of JSON, decoded at once, and the heap it grew
+        stays (RSS nearly doubled after a restart); a page is cached before the next."""
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         for ns in scopes:
-            if kind == "analysisruns":
-                if ns is None:
-                    data = await self.call(
-                        self.custom.list_cluster_custom_object,
-                        GROUP,
-                        VERSION,
-                        kind,
-                        label_selector=selector,
-                    )
-                else:
-                    data = await self.call(
-                        self.custom.list_namespaced_custom_object,
-                        GROUP,
-                        VERSION,
-                        ns,
-                        kind,
-                        label_selector=selector,
-                    )
-            else:
-                api = {"deployments": self.apps, "jobs": self.batch}.get(kind, self.core)
-                if ns is None:
-                    fn = getattr(api, f"list_{_singular(kind)}_for_all_namespaces")
-                    data = await self.raw(fn, label_selector=selector)
-                else:
-                    fn = getattr(api, f"list_namespaced_{_singular(kind)}")
-                    data = await self.raw(fn, ns, label_selector=selector)
-            for item in data.get("items", []):
-                item["kind"] = _KINDS[kind]
-                items.append(item)
-        return items
+            token = ""
+            while True:
+                page = {"label_selector": selector, "limit": LIST_PAGE}
+                if token:
+                    page["_continue"] = token
+                data = await self._list_page(kind, ns, page)
+                items = data.get("items") or []
+                for item in items:
+                    item["kind"] = _KINDS[kind]
+                yield items
+                token = (data.get("metadata") or {}).get("continue") or ""
+                if not token:
+                    break
+
+    async def _list_page(self, kind: str, ns: str | None, page: dict[str, Any]) -> Body:
+        if kind == "analysisruns":
+            if ns is None:
+                return await self.raw(
+                    self.custom.list_cluster_custom_object, GROUP, VERSION, kind, **page
+                )
+            return await self.raw(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, ns, kind, **page
+            )
+        api = {"deployments": self.apps, "jobs": self.batch}.get(kind, self.core)
+        one = _singular(kind)
+        if ns is None:
+            return await self.raw(getattr(api, f"list_{one}_for_all_namespaces"), **page)
+        return await self.raw(getattr(api, f"list_namespaced_{one}"), ns, **page)
 
     async def create_job(self, body: Body) -> Body:
         return await self.raw(self.batch.create_namespaced_job, body["metadata"]["namespace"], body)

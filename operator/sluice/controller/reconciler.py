@@ -215,7 +215,12 @@ class Controller:
         """Fill the children cache before the first decision, so none is taken blind."""
         for kind in ("deployments", "services", "analysisruns", "jobs"):
             try:
-                bodies = await self.kube.list_children(kind, namespaces)
+                async for page in self.kube.list_children(kind, namespaces):
+                    for body in page:
+                        if (body["metadata"].get("labels") or {}).get(L.WORKLOAD):
+                            self.workloads.put(body)  # a user's Deployment a workloadRef names
+                        else:
+                            self.cache.put_child(body)
             except ApiException as exc:
                 if exc.status != 404 or kind != "analysisruns":
                     raise
@@ -224,17 +229,12 @@ class Controller:
                     "(kubectl apply -f crds/)",
                     crd=f"analysisruns.{GROUP}",
                 )
-                continue
-            for body in bodies:
-                if (body["metadata"].get("labels") or {}).get(L.WORKLOAD):
-                    self.workloads.put(body)  # a user's Deployment a workloadRef names
-                else:
-                    self.cache.put_child(body)
         # Tracked configs too: a revision computed without them would start a false canary.
         for kind in self.configs.kinds():
             plural = f"{kind.lower()}s"
-            for body in await self.kube.list_children(plural, namespaces, L.TRACK_CONFIG):
-                self.configs.put(kind, body)
+            async for page in self.kube.list_children(plural, namespaces, L.TRACK_CONFIG):
+                for body in page:
+                    self.configs.put(kind, body)
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self.queue.run_timers(), name="sluice-timers")]
