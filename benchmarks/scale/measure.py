@@ -395,9 +395,13 @@ def progressing(
             break
     m1, p1, t1 = sum_metrics(ops), [read_proc(op.pid) for op in ops], time.monotonic()
     d = delta(m1, m0)
-    name = "sluice_reconcile_duration_seconds"
-    before = dict(histogram(m0, name))
-    hist = [(edge, count - before.get(edge, 0.0)) for edge, count in histogram(m1, name)]
+
+    def of(name: str) -> list[tuple[float, float]]:
+        before = dict(histogram(m0, name))
+        return [(edge, count - before.get(edge, 0.0)) for edge, count in histogram(m1, name)]
+
+    hist = of("sluice_reconcile_duration_seconds")
+    own = of("sluice_reconcile_own_seconds")  # less the API waits (empty on older code)
     res.put(
         progress_rollouts=len(wanted),
         progress_completed=done,
@@ -407,6 +411,9 @@ def progressing(
         reconcile_p50_ms=round(1000 * quantile(hist, 0.5), 1),
         reconcile_p99_ms=round(1000 * quantile(hist, 0.99), 1),
         reconcile_share_le_100ms=round(share_at_most(hist, 0.1), 4),
+        own_p50_ms=round(1000 * quantile(own, 0.5), 1),
+        own_p99_ms=round(1000 * quantile(own, 0.99), 1),
+        own_share_le_100ms=round(share_at_most(own, 0.1), 4),
         progress_writes=by_label(d, "sluice_api_calls_total"),
         progress_prometheus_queries=FakePrometheus.queries,
     )

@@ -48,6 +48,12 @@ RECONCILE_SECONDS = Histogram(
     buckets=RECONCILE_BUCKETS,
     registry=REGISTRY,
 )
+RECONCILE_OWN_SECONDS = Histogram(
+    "sluice_reconcile_own_seconds",
+    "Time to reconcile one Rollout, less the time it waited for the API server.",
+    buckets=RECONCILE_BUCKETS,
+    registry=REGISTRY,
+)
 API_CALLS = Counter(
     "sluice_api_calls_total", "Kubernetes API writes, by kind of call.", ["call"], registry=REGISTRY
 )

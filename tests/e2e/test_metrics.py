@@ -149,6 +149,13 @@ def test_every_panel_and_rule_returns_data(
         assert all(r and r not in text for r in revisions), "a revision hash in a label"
         for edge in ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25"):
             assert f'sluice_reconcile_duration_seconds_bucket{{le="{edge}"}}' in text
+        # its own time, the API waits taken out: never more reconciles than measured
+        own = re.search(r"^sluice_reconcile_own_seconds_count (\S+)$", text, re.M)
+        whole = re.search(r"^sluice_reconcile_duration_seconds_count (\S+)$", text, re.M)
+        assert own and whole and 0 < float(own.group(1)) == float(whole.group(1))
+        own_sum = re.search(r"^sluice_reconcile_own_seconds_sum (\S+)$", text, re.M)
+        whole_sum = re.search(r"^sluice_reconcile_duration_seconds_sum (\S+)$", text, re.M)
+        assert own_sum and whole_sum and float(own_sum.group(1)) < float(whole_sum.group(1))
         assert "process_resident_memory_bytes" in text and "python_info{" in text
         assert 'sluice_aborts_total{cause="AnalysisFailed"} 1.0' in text
         assert re.search(r'sluice_analysis_metric_value\{metric="bad-check",.*\} 1\.0', text)

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from sluice import __version__
 from sluice import telemetry as M
 from sluice.api.rollout import GROUP, VERSION
-from sluice.cluster import recording
+from sluice.cluster import api_wait, recording
 
 if TYPE_CHECKING:
     from sluice.routers.base import ObjectRef
@@ -71,7 +71,8 @@ class Kube:
         M.API_REQUESTS.labels(getattr(fn, "__name__", "call")).inc()
         self.in_flight += 1
         try:
-            return await loop.run_in_executor(self.pool, run)
+            with api_wait.calling():  # a queued call waits too: for the API cap
+                return await loop.run_in_executor(self.pool, run)
         finally:
             self.in_flight -= 1
 

@@ -20,6 +20,7 @@ from sluice import telemetry as M
 from sluice.alerts import AlertAbort
 from sluice.api.analysis import AnalysisRunStatus, Measurement, MetricResult
 from sluice.api.rollout import ACTION_ANNOTATION, GROUP, VERSION, RolloutSpec, RolloutStatus
+from sluice.cluster import api_wait
 from sluice.cluster import children as C
 from sluice.cluster import labels as L
 from sluice.cluster.analysis_runs import (
@@ -256,6 +257,7 @@ class Controller:
             key = await self.queue.get()
             M.QUEUE_DEPTH.set(len(self.queue))
             started = time.perf_counter()
+            waited = api_wait.begin()
             try:
                 await self.reconcile(key)
                 self.failures.pop(key, None)
@@ -289,7 +291,9 @@ class Controller:
                 self.queue.add_after(key, delay)
                 await self._report_error(key, str(exc))
             finally:
-                M.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+                took = time.perf_counter() - started
+                M.RECONCILE_SECONDS.observe(took)
+                M.RECONCILE_OWN_SECONDS.observe(max(took - waited.total, 0.0))
                 M.SCHEDULED.set(self.queue.scheduled)
                 self.queue.done(key)
 
