@@ -121,8 +121,19 @@ class Operator:
         return time.monotonic() - self.started
 
     def metrics(self) -> dict[str, float]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=30) as r:
-            text = r.read().decode()
+        # A scrape at 10,000 Rollouts on a saturated machine can take longer than a minute:
+        # waited for (a few tries), never the end of the run.
+        for attempt in range(5):
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.port}/metrics", timeout=120
+                ) as r:
+                    text = r.read().decode()
+                break
+            except OSError as exc:
+                log(f"  /metrics of {self.name}: {exc} (try {attempt + 1})")
+        else:
+            raise RuntimeError(f"/metrics of {self.name} did not answer")
         out: dict[str, float] = {}
         for line in text.splitlines():
             if not line or line[0] == "#" or line.startswith("sluice_rollout_"):
