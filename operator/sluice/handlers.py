@@ -230,10 +230,12 @@ def watch_selectors(instance: str | None) -> dict[tuple[str, str, str], str]:
     shard = f"{L.INSTANCE}={instance}" if instance else f"!{L.INSTANCE}"
     return {
         (GROUP, VERSION, "rollouts"): shard,
-        ("apps", "v1", "deployments"): L.ROLLOUT,
-        ("", "v1", "services"): L.ROLE,  # Sluice's own and the named users' (see L.NAMED)
-        ("batch", "v1", "jobs"): L.ROLLOUT,  # a job step's Jobs
-        (GROUP, VERSION, "analysisruns"): L.ROLLOUT,
+        # Children carry their Rollout's shard label: another shard's never arrive.
+        ("apps", "v1", "deployments"): L.in_shard(L.ROLLOUT, instance),
+        # Sluice's own and the named users' (see L.NAMED), of this shard
+        ("", "v1", "services"): L.in_shard(L.ROLE, instance),
+        ("batch", "v1", "jobs"): L.ROLLOUT,  # a job step's Jobs (few: not sharded)
+        (GROUP, VERSION, "analysisruns"): L.in_shard(L.ROLLOUT, instance),
         ("", "v1", "configmaps"): L.TRACK_CONFIG,  # trackConfig's: the users', labelled
         ("", "v1", "secrets"): L.TRACK_CONFIG,
     }

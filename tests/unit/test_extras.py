@@ -63,9 +63,16 @@ def test_watch_selectors_keep_foreign_objects_and_other_shards_on_the_server() -
 
     default = watch_selectors(None)
     assert default[("sluice.dev", "v1alpha1", "rollouts")] == "!sluice.dev/controller-instance"
-    assert default[("apps", "v1", "deployments")] == "sluice.dev/rollout"
+    # children of this shard only: the default one's carry no shard label
+    unlabelled = ",!sluice.dev/controller-instance"
+    assert default[("apps", "v1", "deployments")] == "sluice.dev/rollout" + unlabelled
     # Services by the role key: Sluice's own, and the users' a Rollout names (role=named)
-    assert default[("", "v1", "services")] == "sluice.dev/role"
-    assert default[("sluice.dev", "v1alpha1", "analysisruns")] == "sluice.dev/rollout"
+    assert default[("", "v1", "services")] == "sluice.dev/role" + unlabelled
+    assert default[("sluice.dev", "v1alpha1", "analysisruns")] == "sluice.dev/rollout" + unlabelled
+    assert default[("batch", "v1", "jobs")] == "sluice.dev/rollout"  # few: not sharded
     blue = watch_selectors("blue")
     assert blue[("sluice.dev", "v1alpha1", "rollouts")] == "sluice.dev/controller-instance=blue"
+    painted = ",sluice.dev/controller-instance=blue"
+    assert blue[("apps", "v1", "deployments")] == "sluice.dev/rollout" + painted
+    assert blue[("", "v1", "services")] == "sluice.dev/role" + painted
+    assert blue[("sluice.dev", "v1alpha1", "analysisruns")] == "sluice.dev/rollout" + painted

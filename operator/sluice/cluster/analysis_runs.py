@@ -210,7 +210,11 @@ def manifest(
         "metadata": {
             "name": name,
             "namespace": rollout["metadata"]["namespace"],
-            "labels": {L.ROLLOUT: rollout["metadata"]["name"], L.REVISION: revision},
+            "labels": {
+                L.ROLLOUT: rollout["metadata"]["name"],
+                L.REVISION: revision,
+                **L.shard_of(rollout),
+            },
             "ownerReferences": [owner_reference(rollout)],
         },
         "spec": spec.model_dump(by_alias=True, exclude_none=True),

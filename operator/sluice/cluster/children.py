@@ -51,7 +51,12 @@ def baseline_deployment(rollout: Body, stable: Body, revision: str, replicas: in
         "metadata": {
             "name": baseline_name(name),
             "namespace": rollout["metadata"]["namespace"],
-            "labels": {L.ROLLOUT: name, L.REVISION: revision, L.BASELINE: "true"},
+            "labels": {
+                L.ROLLOUT: name,
+                L.REVISION: revision,
+                L.BASELINE: "true",
+                **L.shard_of(rollout),
+            },
             "annotations": {L.REVISION: revision},
             "ownerReferences": [owner_reference(rollout)],
         },
@@ -84,7 +89,11 @@ def deployment(
         "metadata": {
             "name": deployment_name(name, slot),
             "namespace": rollout["metadata"]["namespace"],
-            "labels": {**(meta.get("labels") or {}), L.REVISION: revision},
+            "labels": {
+                **{k: v for k, v in (meta.get("labels") or {}).items() if k != L.INSTANCE},
+                L.REVISION: revision,
+                **L.shard_of(rollout),  # the Rollout's shard, never one the pods name
+            },
             "annotations": {L.REVISION: revision, L.TEMPLATE_GENERATION: str(template_generation)},
             "ownerReferences": [owner_reference(rollout)],
         },
@@ -141,7 +150,11 @@ def service(rollout: Body, spec: RolloutSpec, name: str, role: str, slot: Slot |
         "metadata": {
             "name": name,
             "namespace": rollout["metadata"]["namespace"],
-            "labels": {L.ROLLOUT: rollout["metadata"]["name"], L.ROLE: role},
+            "labels": {
+                L.ROLLOUT: rollout["metadata"]["name"],
+                L.ROLE: role,
+                **L.shard_of(rollout),
+            },
             "ownerReferences": [owner_reference(rollout)],
         },
         "spec": body_spec,

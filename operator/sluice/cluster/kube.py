@@ -121,6 +121,19 @@ class Kube:
             _content_type="application/merge-patch+json",
         )
 
+    async def relabel(self, kind: str, namespace: str, name: str, labels: Body) -> Body:
+        """Merge `labels` (None removes one) into a Deployment's, Service's or AnalysisRun's
+        metadata: nothing else of it changes."""
+        patch = {"metadata": {"labels": labels}}
+        if kind == "analysisruns":
+            body = await self.merge_patch_custom(kind, namespace, name, patch)
+        elif kind == "deployments":
+            body = await self.patch_deployment(namespace, name, patch)
+        else:
+            body = await self.patch_service(namespace, name, patch)
+        body["kind"] = _KINDS[kind]
+        return body
+
     async def remove_action(self, namespace: str, name: str, action: str) -> Body | None:
         """Remove the action annotation only if it still holds the value we consumed."""
         path = "/metadata/annotations/" + f"{GROUP}/action".replace("/", "~1")

@@ -36,6 +36,7 @@ from sluice.cluster.jobs import job_manifest
 from sluice.cluster.kube import Kube
 from sluice.cluster.observe import observe
 from sluice.cluster.wire import strip_empty
+from sluice.controller import shard
 from sluice.controller.cache import Body, Cache, Key
 from sluice.controller.configs import Configs
 from sluice.controller.webhooks import HookCaller
@@ -122,7 +123,7 @@ class Controller:
         self.kube = kube
         self.instance = instance
         self.cache = Cache()
-        self.workloads = Workloads(kube)  # the users' Deployments that workloadRefs name
+        self.workloads = Workloads(kube, instance)  # the users' Deployments that workloadRefs name
         self.configs = Configs(kube, secrets=track_secrets)  # trackConfig's ConfigMaps/Secrets
         self.queue: WorkQueue[Key] = WorkQueue()
         self.traffic_problems: dict[Key, str] = {}  # a router's apply refused, until it works
@@ -143,6 +144,7 @@ class Controller:
         # once before its actions and read by the Deployment write of the same reconcile
         self.checked: dict[tuple[str, str, str], str] = {}
         self.last_error: dict[Key, str] = {}
+        self.adopted: set[Key] = set()  # children looked for once (shard.adopt_children)
         self.on_run_created: Callable[[Body], None] | None = None  # the analysis executor
         self.on_event: Callable[[Body, Any, datetime], None] | None = None  # notify, metrics
         self.tasks: list[asyncio.Task[None]] = []
@@ -173,6 +175,7 @@ class Controller:
             self.traffic_problems.pop(key, None)
             self.claim_problems.pop(key, None)
             self.conflicts.pop(key, None)
+            self.adopted.discard(key)
             self.hooks.forget(key)
             self.configs.forget(key)
             for other in self._claim(key, set()):
@@ -215,8 +218,10 @@ class Controller:
     async def warm(self, namespaces: list[str] | None) -> None:
         """Fill the children cache before the first decision, so none is taken blind."""
         for kind in ("deployments", "services", "analysisruns", "jobs"):
+            # What the watches select: this shard's children (Jobs are not sharded)
+            selector = L.ROLLOUT if kind == "jobs" else L.in_shard(L.ROLLOUT, self.instance)
             try:
-                async for page in self.kube.list_children(kind, namespaces):
+                async for page in self.kube.list_children(kind, namespaces, selector):
                     for body in page:
                         if (body["metadata"].get("labels") or {}).get(L.WORKLOAD):
                             self.workloads.put(body)  # a user's Deployment a workloadRef names
@@ -310,6 +315,10 @@ class Controller:
         meta = body["metadata"]
         uid = meta["uid"]
         bucket = {k: v for k, v in self.cache.children.get(key, {}).items() if _owned(v, uid)}
+        if key not in self.adopted and shard.needs_adoption(body, len(bucket)):
+            self.adopted.add(key)  # once: children deleted by hand are then made anew
+            await shard.adopt_children(self.kube, self.cache, body, self.instance)
+            bucket = {k: v for k, v in self.cache.children.get(key, {}).items() if _owned(v, uid)}
         raw_spec, workload, missing = await self.workloads.resolve(
             key, body.get("spec") or {}, adopt=not meta.get("deletionTimestamp")
         )
@@ -457,7 +466,7 @@ class Controller:
                 deleting = bool(body["metadata"].get("deletionTimestamp"))
                 if found is not None and ref.kind == "Service" and not deleting:
                     # (a Rollout going unlabels them: never labelled again on its way out)
-                    found = await mark_named(self.kube, key[0], found)
+                    found = await mark_named(self.kube, key[0], found, self.instance)
                 if found is not None:
                     self.cache.put_object(found)
                 elif ref.kind == "Service":

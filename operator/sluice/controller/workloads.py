@@ -23,8 +23,9 @@ log = logs.get("sluice.workloads")
 class Workloads:
     """The Deployments Rollouts name, by (namespace, name); each names its Rollout by label."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, instance: str | None = None) -> None:
         self.kube = kube
+        self.instance = instance  # the shard label its Deployments get (the watch selects it)
         self.bodies: dict[tuple[str, str], Body] = {}
 
     def event(self, kind: str | None, body: Body) -> Key | None:
@@ -88,7 +89,8 @@ class Workloads:
                     f"{holder}; two Rollouts cannot take the same Deployment's pods"
                 ),
             )
-        if holder is None and adopt:
+        moved = holder is not None and labels.get(L.INSTANCE) != self.instance  # other shard's
+        if (holder is None or moved) and adopt:
             body = await self.label(namespace, ref.name, rollout)
         self.put(body)
         template = copy.deepcopy((body.get("spec") or {}).get("template") or {})
@@ -108,10 +110,13 @@ class Workloads:
 
     async def label(self, namespace: str, name: str, rollout: str | None) -> Body:
         """Labels are metadata only (no spec change, no drift for GitOps). sluice.dev/rollout
-        lets the server-side selector of the Deployment watch bring it; sluice.dev/workload-of
-        says it is the user's, not a child."""
+        (and this shard's label) lets the server-side selector of the Deployment watch bring
+        it; sluice.dev/workload-of says it is the user's, not a child."""
         M.API_CALLS.labels("label_workload").inc()
-        patch = {"metadata": {"labels": {L.WORKLOAD: rollout, L.ROLLOUT: rollout}}}
+        shard = self.instance if rollout else None
+        patch = {
+            "metadata": {"labels": {L.WORKLOAD: rollout, L.ROLLOUT: rollout, L.INSTANCE: shard}}
+        }
         written = await self.kube.patch_deployment(namespace, name, patch)
         if rollout is None:
             self.bodies.pop((namespace, name), None)  # no longer watched: read when named

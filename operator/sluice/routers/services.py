@@ -277,15 +277,20 @@ class ServiceRouter:
                 return None, current
 
 
-async def mark_named(kube: Kube, namespace: str, body: Body) -> Body | None:
+async def mark_named(
+    kube: Kube, namespace: str, body: Body, instance: str | None = None
+) -> Body | None:
     """A user's Service a Rollout names, read directly (the watch did not bring it): labelled
-    role=named so the Service watch's server-side selector brings its later changes. Only
-    that metadata label is written, never its spec (no drift for GitOps); Sluice's own
-    Services and ones already labelled are returned as they are."""
+    role=named (and with the shard of the Rollout of `instance`) so the Service watch's
+    server-side selector brings its later changes. Only metadata labels are written, never
+    its spec (no drift for GitOps); Sluice's own Services and ones already labelled are
+    returned as they are."""
     labels = (body.get("metadata") or {}).get("labels") or {}
     if labels.get(L.ROLLOUT) or labels.get(L.ROLE):
         return body  # Sluice's (or another Rollout's): watched by its own labels already
-    patch = {"metadata": {"labels": {L.ROLE: L.NAMED}}}
+    patch = {
+        "metadata": {"labels": {L.ROLE: L.NAMED, **({L.INSTANCE: instance} if instance else {})}}
+    }
     try:
         marked: Body = await kube.patch_service(namespace, body["metadata"]["name"], patch)
     except ApiException as exc:
@@ -302,7 +307,7 @@ async def unmark_named(kube: Kube, namespace: str, bodies: list[Body]) -> None:
         labels = (body.get("metadata") or {}).get("labels") or {}
         if body.get("kind") != "Service" or labels.get(L.ROLE) != L.NAMED:
             continue
-        patch = {"metadata": {"labels": {L.ROLE: None}}}
+        patch = {"metadata": {"labels": {L.ROLE: None, L.INSTANCE: None}}}
         try:
             await kube.patch_service(namespace, body["metadata"]["name"], patch)
         except ApiException as exc:
