@@ -129,6 +129,11 @@ def set_rollout(
         reverted(namespace, rollout)
 
 
+def count_event(namespace: str, rollout: str, reason: str, kind: str) -> None:
+    """One Event the reconciler posts (`kind`: the Event's type, Normal or Warning)."""
+    EVENTS.labels(namespace, rollout, reason).inc()
+
+
 def forget_rollout(namespace: str, rollout: str) -> None:
     for name in PHASES:
         _remove(PHASE, namespace, rollout, name)
