@@ -79,6 +79,32 @@ def test_analysis_series_per_metric_go_with_the_rollout() -> None:
     assert 'rollout="api"' not in generate_latest(M.REGISTRY).decode()
 
 
+def series(metric: str, **labels: str) -> dict[tuple[str, ...], float]:
+    """The samples of one family whose labels include `labels`, by their other labels."""
+    family = next(f for f in M.REGISTRY.collect() if f.name == metric)
+    return {
+        tuple(v for k, v in sorted(s.labels.items()) if k not in labels): s.value
+        for s in family.samples
+        if labels.items() <= s.labels.items()
+    }
+
+
+def test_a_rollout_has_one_phase_series_its_current_phase() -> None:
+    M.set_rollout("tele", "ph", "Progressing", 20, 0)
+    assert series("sluice_rollout_phase", namespace="tele", rollout="ph") == {("Progressing",): 1}
+    M.set_rollout("tele", "ph", "Progressing", 50, 1)
+    M.set_rollout("tele", "ph", "Healthy", 0, None)  # the old phase's series goes
+    assert series("sluice_rollout_phase", namespace="tele", rollout="ph") == {("Healthy",): 1}
+    M.set_rollout("tele", "other", "Healthy", 0, None)
+    M.set_rollout("tele", "ph", None, 0, None)  # no phase yet: no series
+    assert series("sluice_rollout_phase", namespace="tele", rollout="ph") == {}
+    M.set_rollout("tele", "ph", "Degraded", 0, 1)
+    M.forget_rollout("tele", "ph")
+    assert series("sluice_rollout_phase", namespace="tele", rollout="ph") == {}
+    assert series("sluice_rollout_phase", namespace="tele", rollout="other") == {("Healthy",): 1}
+    M.forget_rollout("tele", "other")
+
+
 def test_build_info_and_process_metrics() -> None:
     text = generate_latest(M.REGISTRY).decode()
     assert 'sluice_build_info{python="' in text and 'version="0.1.0"' in text
