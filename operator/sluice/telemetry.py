@@ -101,10 +101,12 @@ STEP = Gauge(
     ["namespace", "rollout"],
     registry=REGISTRY,
 )
+# Fleet-wide, by reason and type: per Rollout, a counter is series for every reason it
+# ever posted (the Rollout's own Events are in Kubernetes).
 EVENTS = Counter(
     "sluice_rollout_events_total",
-    "Transitions reported as Kubernetes Events, by reason.",
-    ["namespace", "rollout", "reason"],
+    "Transitions reported as Kubernetes Events, by reason and type (Normal, Warning).",
+    ["reason", "type"],
     registry=REGISTRY,
 )
 
@@ -137,7 +139,7 @@ def set_rollout(
 
 def count_event(namespace: str, rollout: str, reason: str, kind: str) -> None:
     """One Event the reconciler posts (`kind`: the Event's type, Normal or Warning)."""
-    EVENTS.labels(namespace, rollout, reason).inc()
+    EVENTS.labels(reason, kind).inc()
 
 
 def _forget_phase(key: tuple[str, str]) -> None:
@@ -154,21 +156,9 @@ def forget_rollout(namespace: str, rollout: str) -> None:
         _remove(ANALYSIS_VALUE, namespace, rollout, metric)
         for phase in RUN_PHASES:
             _remove(ANALYSIS_PHASE, namespace, rollout, metric, phase)
-    for reason in _labels_of(EVENTS, namespace, rollout):
-        _remove(EVENTS, namespace, rollout, reason)
     _started.pop((namespace, rollout), None)
     _step_started.pop((namespace, rollout), None)
     _aborted.pop((namespace, rollout), None)
-
-
-def _labels_of(metric: Counter, namespace: str, rollout: str) -> set[str]:
-    """The reasons a Rollout's Event counter has series for (read through collect())."""
-    return {
-        sample.labels["reason"]
-        for family in metric.collect()
-        for sample in family.samples
-        if sample.labels.get("namespace") == namespace and sample.labels.get("rollout") == rollout
-    }
 
 
 def _remove(metric: Gauge | Counter, *labels: str) -> None:

@@ -73,7 +73,7 @@ def test_analysis_series_per_metric_go_with_the_rollout() -> None:
     assert sample("sluice_analysis_metric_value", labels) == 0.21
     assert sample("sluice_analysis_metric_phase", {**labels, "phase": "Running"}) == 1
     assert sample("sluice_analysis_metric_phase", {**labels, "phase": "Failed"}) == 0
-    M.EVENTS.labels("tele", "api", "StepReached").inc()
+    M.count_event("tele", "api", "StepReached", "Normal")
     M.set_rollout("tele", "api", "Progressing", 20, 0)
     M.forget_rollout("tele", "api")
     assert 'rollout="api"' not in generate_latest(M.REGISTRY).decode()
@@ -103,6 +103,19 @@ def test_a_rollout_has_one_phase_series_its_current_phase() -> None:
     assert series("sluice_rollout_phase", namespace="tele", rollout="ph") == {}
     assert series("sluice_rollout_phase", namespace="tele", rollout="other") == {("Healthy",): 1}
     M.forget_rollout("tele", "other")
+
+
+def test_events_are_counted_by_reason_and_type_not_per_rollout() -> None:
+    labels = {"reason": "Aborted", "type": "Warning"}
+    before = sample("sluice_rollout_events_total", labels)
+    M.count_event("tele", "ev1", "Aborted", "Warning")
+    M.count_event("tele", "ev2", "Aborted", "Warning")
+    M.count_event("tele", "ev2", "StepReached", "Normal")
+    assert sample("sluice_rollout_events_total", labels) == before + 2
+    family = next(f for f in M.REGISTRY.collect() if f.name == "sluice_rollout_events")
+    assert {tuple(sorted(s.labels)) for s in family.samples} == {("reason", "type")}
+    M.forget_rollout("tele", "ev2")  # the fleet's count stays
+    assert sample("sluice_rollout_events_total", labels) == before + 2
 
 
 def test_build_info_and_process_metrics() -> None:
