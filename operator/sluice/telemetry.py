@@ -152,10 +152,9 @@ def forget_rollout(namespace: str, rollout: str) -> None:
     _forget_phase((namespace, rollout))
     _remove(WEIGHT, namespace, rollout)
     _remove(STEP, namespace, rollout)
-    for metric in _METRICS.pop((namespace, rollout), set()):
+    for metric, verdict in _METRICS.pop((namespace, rollout), {}).items():
         _remove(ANALYSIS_VALUE, namespace, rollout, metric)
-        for phase in RUN_PHASES:
-            _remove(ANALYSIS_PHASE, namespace, rollout, metric, phase)
+        _remove(ANALYSIS_PHASE, namespace, rollout, metric, verdict)
     _started.pop((namespace, rollout), None)
     _step_started.pop((namespace, rollout), None)
     _aborted.pop((namespace, rollout), None)
@@ -193,12 +192,13 @@ ANALYSIS_VALUE = Gauge(
 )
 ANALYSIS_PHASE = Gauge(
     "sluice_analysis_metric_phase",
-    "1 for the analysis metric's current verdict (of the Rollout's latest run).",
+    "1, labelled with the analysis metric's current verdict (of the Rollout's latest run).",
     ["namespace", "rollout", "metric", "phase"],
     registry=REGISTRY,
 )
-RUN_PHASES = ("Pending", "Running", "Holding", "Successful", "Failed", "Inconclusive", "Error")
-_METRICS: dict[tuple[str, str], set[str]] = {}
+# Per Rollout, its metrics and the verdict each one's series is labelled with: one series
+# per metric, not one per verdict it could have.
+_METRICS: dict[tuple[str, str], dict[str, str]] = {}
 
 
 def record_analysis(namespace: str, rollout: str, status: Any, taken: list[Any]) -> None:
@@ -206,16 +206,18 @@ def record_analysis(namespace: str, rollout: str, status: Any, taken: list[Any])
     Nothing taken (no Rollout any more, or not due): nothing to record."""
     if not taken:
         return
+    verdicts = _METRICS.setdefault((namespace, rollout), {})
     for result in status.metric_results:
-        _METRICS.setdefault((namespace, rollout), set()).add(result.name)
         if result.measurements:
             ANALYSIS_VALUE.labels(namespace, rollout, result.name).set(
                 _number(result.measurements[-1].value)
             )
-        for phase in RUN_PHASES:
-            ANALYSIS_PHASE.labels(namespace, rollout, result.name, phase).set(
-                1 if phase == result.phase else 0
-            )
+        old = verdicts.get(result.name)
+        if old != result.phase:
+            if old is not None:
+                _remove(ANALYSIS_PHASE, namespace, rollout, result.name, old)
+            ANALYSIS_PHASE.labels(namespace, rollout, result.name, result.phase).set(1)
+            verdicts[result.name] = result.phase
 
 
 def _number(value: str) -> float:

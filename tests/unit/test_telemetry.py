@@ -79,9 +79,9 @@ def test_analysis_series_per_metric_go_with_the_rollout() -> None:
     assert 'rollout="api"' not in generate_latest(M.REGISTRY).decode()
 
 
-def series(metric: str, **labels: str) -> dict[tuple[str, ...], float]:
+def series(family_name: str, **labels: str) -> dict[tuple[str, ...], float]:
     """The samples of one family whose labels include `labels`, by their other labels."""
-    family = next(f for f in M.REGISTRY.collect() if f.name == metric)
+    family = next(f for f in M.REGISTRY.collect() if f.name == family_name)
     return {
         tuple(v for k, v in sorted(s.labels.items()) if k not in labels): s.value
         for s in family.samples
@@ -116,6 +116,23 @@ def test_events_are_counted_by_reason_and_type_not_per_rollout() -> None:
     assert {tuple(sorted(s.labels)) for s in family.samples} == {("reason", "type")}
     M.forget_rollout("tele", "ev2")  # the fleet's count stays
     assert sample("sluice_rollout_events_total", labels) == before + 2
+
+
+def test_an_analysis_metric_has_one_verdict_series_its_current_one() -> None:
+    def status(phase: str) -> AnalysisRunStatus:
+        taken = [{"phase": "Successful", "value": "0.5", "startedAt": "x"}]
+        result = {"name": "err", "phase": phase, "measurements": taken}
+        return AnalysisRunStatus.model_validate({"phase": phase, "metricResults": [result]})
+
+    of = {"namespace": "tele", "rollout": "verdict", "metric": "err"}
+    M.record_analysis("tele", "verdict", status("Running"), [("err", object())])
+    assert series("sluice_analysis_metric_phase", **of) == {("Running",): 1}
+    M.record_analysis("tele", "verdict", status("Running"), [("err", object())])
+    M.record_analysis("tele", "verdict", status("Failed"), [("err", object())])
+    assert series("sluice_analysis_metric_phase", **of) == {("Failed",): 1}
+    M.forget_rollout("tele", "verdict")
+    assert series("sluice_analysis_metric_phase", **of) == {}
+    assert series("sluice_analysis_metric_value", **of) == {}
 
 
 def test_build_info_and_process_metrics() -> None:
