@@ -5,6 +5,11 @@ a connection that has not sent a whole request within `idle_timeout` is closed (
 arms its keep-alive timer at connect, and it fires while a request's headers are still
 incomplete), a body must arrive within the handler's own deadline, bodies are capped
 (413), and beyond `max_connections` open connections new ones are closed at once.
+
+/metrics is built in a thread: at 10,000 Rollouts one exposition is seconds of CPU, which
+on the loop would hold every reconcile that long. Scrapes that arrive while a build runs
+wait for that build instead of starting their own. (prometheus_client copies a family's
+series under its lock, so the loop may go on updating metrics meanwhile.)
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 from collections.abc import Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from sluice.alerts import MAX_BODY
 from sluice.telemetry import REGISTRY
@@ -22,7 +27,27 @@ IDLE_TIMEOUT = 10.0
 MAX_CONNECTIONS = 256
 
 
-def app(ready: Callable[[], bool]) -> web.Application:
+class SharedBuild:
+    """Runs `build` in a thread; callers that come while it runs get that run's result."""
+
+    def __init__(self, build: Callable[[], bytes]) -> None:
+        self._build = build
+        self._running: asyncio.Future[bytes] | None = None
+
+    async def get(self) -> bytes:
+        if self._running is None:
+            self._running = asyncio.ensure_future(asyncio.to_thread(self._build))
+            self._running.add_done_callback(self._done)
+        # shielded: a scraper that goes away does not cancel the others' build
+        return await asyncio.shield(self._running)
+
+    def _done(self, future: asyncio.Future[bytes]) -> None:
+        self._running = None
+        if not future.cancelled():
+            future.exception()  # retrieved: every waiter may have gone
+
+
+def app(ready: Callable[[], bool], registry: CollectorRegistry = REGISTRY) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
@@ -31,10 +56,11 @@ def app(ready: Callable[[], bool]) -> web.Application:
             web.Response(text="ready\n") if ready() else web.Response(status=503, text="starting\n")
         )
 
+    exposition = SharedBuild(lambda: generate_latest(registry))
+
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        body = await exposition.get()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     application = web.Application(client_max_size=MAX_BODY)
     application.router.add_get("/healthz", healthz)

@@ -2,7 +2,9 @@
 
 Labels are namespace, rollout, metric and small fixed sets (phase, result, cause): never a
 revision hash, so series do not pile up rollout after rollout; a deleted Rollout's series
-are removed (forget_rollout).
+are removed (forget_rollout). A Rollout's phase is one series (its current phase, 1), not
+one per phase it could be in: at 10,000 Rollouts every series per Rollout is 10,000 more
+to build at each scrape.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ SCHEDULED = Gauge("sluice_scheduled_wakeups", "Rollouts with a timed wake-up.", 
 ROLLOUTS = Gauge("sluice_rollouts", "Rollouts watched.", registry=REGISTRY)
 PHASE = Gauge(
     "sluice_rollout_phase",
-    "1 for the Rollout's current phase.",
+    "1, labelled with the Rollout's current phase (no series for the phases it is not in).",
     ["namespace", "rollout", "phase"],
     registry=REGISTRY,
 )
@@ -99,10 +101,12 @@ STEP = Gauge(
     ["namespace", "rollout"],
     registry=REGISTRY,
 )
+# Fleet-wide, by reason and type: per Rollout, a counter is series for every reason it
+# ever posted (the Rollout's own Events are in Kubernetes).
 EVENTS = Counter(
     "sluice_rollout_events_total",
-    "Transitions reported as Kubernetes Events, by reason.",
-    ["namespace", "rollout", "reason"],
+    "Transitions reported as Kubernetes Events, by reason and type (Normal, Warning).",
+    ["reason", "type"],
     registry=REGISTRY,
 )
 
@@ -115,44 +119,45 @@ LEADER_TRANSITIONS = Counter(
     "sluice_leader_acquisitions_total", "Times this replica became the leader.", registry=REGISTRY
 )
 
-PHASES = ("Progressing", "Paused", "Healthy", "Degraded")
+_phases: dict[tuple[str, str], str] = {}  # the phase each Rollout's series is labelled with
 
 
 def set_rollout(
     namespace: str, rollout: str, phase: str | None, weight: int, step: int | None
 ) -> None:
-    for name in PHASES:
-        PHASE.labels(namespace, rollout, name).set(1 if name == phase else 0)
+    key = (namespace, rollout)
+    if _phases.get(key) != phase:
+        _forget_phase(key)
+        if phase is not None:
+            PHASE.labels(namespace, rollout, phase).set(1)
+            _phases[key] = phase
     WEIGHT.labels(namespace, rollout).set(weight)
     STEP.labels(namespace, rollout).set(-1 if step is None else step)
     if weight == 0:
         reverted(namespace, rollout)
 
 
+def count_event(namespace: str, rollout: str, reason: str, kind: str) -> None:
+    """One Event the reconciler posts (`kind`: the Event's type, Normal or Warning)."""
+    EVENTS.labels(reason, kind).inc()
+
+
+def _forget_phase(key: tuple[str, str]) -> None:
+    old = _phases.pop(key, None)
+    if old is not None:
+        _remove(PHASE, *key, old)
+
+
 def forget_rollout(namespace: str, rollout: str) -> None:
-    for name in PHASES:
-        _remove(PHASE, namespace, rollout, name)
+    _forget_phase((namespace, rollout))
     _remove(WEIGHT, namespace, rollout)
     _remove(STEP, namespace, rollout)
-    for metric in _METRICS.pop((namespace, rollout), set()):
+    for metric, verdict in _METRICS.pop((namespace, rollout), {}).items():
         _remove(ANALYSIS_VALUE, namespace, rollout, metric)
-        for phase in RUN_PHASES:
-            _remove(ANALYSIS_PHASE, namespace, rollout, metric, phase)
-    for reason in _labels_of(EVENTS, namespace, rollout):
-        _remove(EVENTS, namespace, rollout, reason)
+        _remove(ANALYSIS_PHASE, namespace, rollout, metric, verdict)
     _started.pop((namespace, rollout), None)
     _step_started.pop((namespace, rollout), None)
     _aborted.pop((namespace, rollout), None)
-
-
-def _labels_of(metric: Counter, namespace: str, rollout: str) -> set[str]:
-    """The reasons a Rollout's Event counter has series for (read through collect())."""
-    return {
-        sample.labels["reason"]
-        for family in metric.collect()
-        for sample in family.samples
-        if sample.labels.get("namespace") == namespace and sample.labels.get("rollout") == rollout
-    }
 
 
 def _remove(metric: Gauge | Counter, *labels: str) -> None:
@@ -187,12 +192,13 @@ ANALYSIS_VALUE = Gauge(
 )
 ANALYSIS_PHASE = Gauge(
     "sluice_analysis_metric_phase",
-    "1 for the analysis metric's current verdict (of the Rollout's latest run).",
+    "1, labelled with the analysis metric's current verdict (of the Rollout's latest run).",
     ["namespace", "rollout", "metric", "phase"],
     registry=REGISTRY,
 )
-RUN_PHASES = ("Pending", "Running", "Holding", "Successful", "Failed", "Inconclusive", "Error")
-_METRICS: dict[tuple[str, str], set[str]] = {}
+# Per Rollout, its metrics and the verdict each one's series is labelled with: one series
+# per metric, not one per verdict it could have.
+_METRICS: dict[tuple[str, str], dict[str, str]] = {}
 
 
 def record_analysis(namespace: str, rollout: str, status: Any, taken: list[Any]) -> None:
@@ -200,16 +206,18 @@ def record_analysis(namespace: str, rollout: str, status: Any, taken: list[Any])
     Nothing taken (no Rollout any more, or not due): nothing to record."""
     if not taken:
         return
+    verdicts = _METRICS.setdefault((namespace, rollout), {})
     for result in status.metric_results:
-        _METRICS.setdefault((namespace, rollout), set()).add(result.name)
         if result.measurements:
             ANALYSIS_VALUE.labels(namespace, rollout, result.name).set(
                 _number(result.measurements[-1].value)
             )
-        for phase in RUN_PHASES:
-            ANALYSIS_PHASE.labels(namespace, rollout, result.name, phase).set(
-                1 if phase == result.phase else 0
-            )
+        old = verdicts.get(result.name)
+        if old != result.phase:
+            if old is not None:
+                _remove(ANALYSIS_PHASE, namespace, rollout, result.name, old)
+            ANALYSIS_PHASE.labels(namespace, rollout, result.name, result.phase).set(1)
+            verdicts[result.name] = result.phase
 
 
 def _number(value: str) -> float:

@@ -405,7 +405,7 @@ class Controller:
         decided = {**body, "status": wire_status(decision.status)}  # what notifications read
         for note in decision.events:
             bound.info(note.message, reason=note.reason, type=note.type)
-            M.EVENTS.labels(key[0], key[1], note.reason).inc()
+            M.count_event(key[0], key[1], note.reason, note.type)
             await self._post_event(body, note, now, event_name(body, note, start), decided)
         if decision.status_changed:
             await self._write_status(key, body, decision.status)
