@@ -8,6 +8,11 @@ stream instead, and kopf's own loop (`infinite_watch`) lists and watches again a
 `settings.watching.reconnect_backoff`. A CRD really removed is logged on each retry; in
 cluster-wide mode kopf's scanner stops that watch itself.
 
+Likewise a 410 from the paged LIST that starts each watch: a list of 10,000 objects, read
+by an operator under load, can outlive etcd's compaction (5 min), and its next page's
+`continue` token has expired. kopf lets that fail the operator (seen at 2 shards x 10,000:
+the process exited); here the stream ends and kopf lists again from the start.
+
 kopf has no setting for this; the wrapper replaces the module function that
 `infinite_watch` calls (kopf is pinned in requirements.lock; a unit test fails if the
 function moves).
@@ -33,6 +38,14 @@ async def continuous_watch(**kwargs: Any) -> AsyncIterator[Any]:
     except errors.APINotFoundError as exc:
         log.warning(
             "watch answered 404 (an API server still loading its CRDs?): watching again",
+            resource=str(kwargs.get("resource")),
+            error=str(exc)[:200],
+        )
+    except errors.APIClientError as exc:
+        if exc.status != 410:
+            raise
+        log.warning(
+            "a paged list outlived its continue token (410 Expired): listing again",
             resource=str(kwargs.get("resource")),
             error=str(exc)[:200],
         )
