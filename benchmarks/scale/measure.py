@@ -261,10 +261,18 @@ class Result:
             log(f"  {k} = {v}")
 
 
-def healthy(api: kubernetes.client.ApiClient, generation_of: dict[str, int] | None = None) -> int:
+def healthy(
+    api: kubernetes.client.ApiClient,
+    generation_of: dict[str, int] | None = None,
+    degraded: list[int] | None = None,
+) -> int:
+    """Healthy Rollouts (of their latest generation, when given); Degraded ones, which
+    stay so until someone acts, are counted into `degraded`."""
     n = 0
     for body in fleet.rollouts(api):
         st = body.get("status") or {}
+        if degraded is not None and st.get("phase") == "Degraded":
+            degraded[0] += 1
         if st.get("phase") != "Healthy" or st.get("canaryRevision"):
             continue
         if generation_of is not None:
@@ -295,6 +303,8 @@ def fill(ops: list[Operator], api: kubernetes.client.ApiClient, args: Any, res: 
                 )
             )
         )
+    if args.reuse:  # the fleet is there (a run cut short): wait for it to settle
+        creators = []
     for t in creators:
         t.start()
     timeline = []
@@ -311,9 +321,11 @@ def fill(ops: list[Operator], api: kubernetes.client.ApiClient, args: Any, res: 
         reconcile_s = m.get("sluice_reconcile_duration_seconds_sum", 0) - last_m.get(
             "sluice_reconcile_duration_seconds_sum", 0
         )
+        stuck = [0]
         row = {
             "t": round(now - started),
-            "healthy": healthy(api),
+            "healthy": healthy(api, degraded=stuck),
+            "degraded": stuck[0],
             "rollouts": fleet.count("rollouts", api),
             "replicasets": fleet.count("replicasets", api),
             "pods": fleet.count("pods", api),
@@ -325,7 +337,7 @@ def fill(ops: list[Operator], api: kubernetes.client.ApiClient, args: Any, res: 
         timeline.append(row)
         log("  " + " ".join(f"{k}={v}" for k, v in row.items()))
         last, last_t, last_m = procs, now, m
-        if not creating and row["healthy"] >= total_rollouts:
+        if not creating and row["healthy"] + row["degraded"] >= total_rollouts:
             break
         if now - started > args.fill_timeout:
             log("  fill timeout: going on with what is Healthy")
@@ -338,6 +350,7 @@ def fill(ops: list[Operator], api: kubernetes.client.ApiClient, args: Any, res: 
         fill_mean_cpu_pct=round(sum(r["cpu_pct"] for r in timeline) / len(timeline), 1),
         fill_mean_reconcile_busy_pct=round(sum(busy) / len(busy), 1),
         fill_max_queue=max(r["queue"] for r in timeline),
+        fill_degraded=timeline[-1]["degraded"],
     )
     res.figures["timeline"] = timeline
 
@@ -477,6 +490,9 @@ def main() -> None:
     p.add_argument("--progress-pct", type=int, default=1)
     p.add_argument("--progress-timeout", type=float, default=600.0)
     p.add_argument("--fill-timeout", type=float, default=7200.0)
+    p.add_argument(
+        "--reuse", action="store_true", help="the fleet exists: the fill only waits for it"
+    )
     p.add_argument("--restart-timeout", type=float, default=600.0)
     p.add_argument("--restart-poll", type=float, default=3.0, help="seconds between scrapes")
     p.add_argument("--phases", default="fill,idle,progressing,restart")
