@@ -4,8 +4,10 @@ The demo app (examples/demo-app, local processes: pods here run no containers) e
 `circuit_breaker_open`. One instance is healthy (0 open), one has 2 breakers open; a
 "healthy" scenario's analysis asks Prometheus for the first, a "failing" one for the
 second, so its canary fails analysis at the first measurement and is aborted
-(AnalysisFailed) whatever step it is at. The "finite" templates ask the same but end after
-3 measurements: a step or post-promotion analysis must reach a verdict.
+(AnalysisFailed) whatever step it is at. The "finite" templates ask the same but end: a
+step or post-promotion analysis must reach a verdict; the healthy one after 5 measurements,
+the failing one at its third failure (failureLimit 2), so each measures for a few seconds
+and the kills can land in the middle of it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ Body = dict[str, Any]
 JOBS = {"healthy": "demo-healthy", "failing": "demo-broken"}
 
 
-FINITE = 3  # measurements of a step or post-promotion analysis (interval 1 s)
+FINITE = 5  # measurements of a step or post-promotion analysis (interval 1 s)
 
 
 def template_name(analysis: str) -> str:
@@ -47,6 +49,8 @@ def template(analysis: str, address: str, finite: bool = False) -> Body:
     }
     if finite:
         metric["count"] = FINITE
+        if analysis == "failing":
+            metric["failureLimit"] = 2
     name = finite_template_name(analysis) if finite else template_name(analysis)
     return {
         "apiVersion": "sluice.dev/v1alpha1",
