@@ -4,7 +4,10 @@ The demo app (examples/demo-app, local processes: pods here run no containers) e
 `circuit_breaker_open`. One instance is healthy (0 open), one has 2 breakers open; a
 "healthy" scenario's analysis asks Prometheus for the first, a "failing" one for the
 second, so its canary fails analysis at the first measurement and is aborted
-(AnalysisFailed) whatever step it is at.
+(AnalysisFailed) whatever step it is at. The "finite" templates ask the same but end: a
+step or post-promotion analysis must reach a verdict; the healthy one after 5 measurements,
+the failing one at its third failure (failureLimit 2), so each measures for a few seconds
+and the kills can land in the middle of it.
 """
 
 from __future__ import annotations
@@ -22,11 +25,18 @@ Body = dict[str, Any]
 JOBS = {"healthy": "demo-healthy", "failing": "demo-broken"}
 
 
+FINITE = 5  # measurements of a step or post-promotion analysis (interval 1 s)
+
+
 def template_name(analysis: str) -> str:
     return f"breakers-{analysis}"
 
 
-def template(analysis: str, address: str) -> Body:
+def finite_template_name(analysis: str) -> str:
+    return f"breakers-{analysis}-finite"
+
+
+def template(analysis: str, address: str, finite: bool = False) -> Body:
     query = f'max(circuit_breaker_open{{job="{JOBS[analysis]}"}})'
     metric = {
         "name": "circuit-breakers",
@@ -37,10 +47,15 @@ def template(analysis: str, address: str) -> Body:
         "consecutiveErrorLimit": 10,
         "inconclusiveLimit": 50,
     }
+    if finite:
+        metric["count"] = FINITE
+        if analysis == "failing":
+            metric["failureLimit"] = 2
+    name = finite_template_name(analysis) if finite else template_name(analysis)
     return {
         "apiVersion": "sluice.dev/v1alpha1",
         "kind": "AnalysisTemplate",
-        "metadata": {"name": template_name(analysis)},
+        "metadata": {"name": name},
         "spec": {"metrics": [metric]},
     }
 
@@ -76,7 +91,8 @@ class AnalysisBench:
             self.prometheus.wait_scraped(job)
 
     def templates(self) -> list[Body]:
-        return [template(kind, self.prometheus.url) for kind in JOBS]
+        url = self.prometheus.url
+        return [template(kind, url, finite) for kind in JOBS for finite in (False, True)]
 
     def close(self) -> None:
         self.prometheus.close()

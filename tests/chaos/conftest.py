@@ -14,6 +14,8 @@ from tests.chaos.invariants import (
     action_events,
     actions,
     analysis_runs,
+    post_promotion,
+    step_analyses,
     step_events,
     steps,
     traffic,
@@ -69,8 +71,11 @@ def violations(fleet: Fleet, recorder: ChaosRecorder, kills: int) -> list[str]:
         bad += step_events(events, reached, kills)
         bad += actions(history, m.name, m.applied)
         bad += action_events(events, m.applied, kills, fleet.analysis_aborts(m))
-        bad += traffic(history, m.name, fleet.replicas, router_of(m.name, m.scenario))
+        router = router_of(m.name, m.scenario)
+        bad += traffic(history, m.name, fleet.replicas, router)
         bad += analysis_runs(history, m.name)
+        bad += step_analyses(history, m.name)
+        bad += post_promotion(history, m.name, router)
         live = fleet.cluster.rollout(m.name)
         if (live["metadata"].get("annotations") or {}).get("sluice.dev/action"):
             bad.append(f"{m.name}: an action annotation was never removed")

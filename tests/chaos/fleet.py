@@ -17,7 +17,7 @@ from typing import Any
 
 import kubernetes
 
-from tests.chaos.analysis_bench import template_name
+from tests.chaos.analysis_bench import finite_template_name, template_name
 from tests.chaos.invariants import Router
 from tests.e2e.conftest import Cluster
 from tests.e2e.traffic_cases import GATEWAY, ISTIO, rollout
@@ -35,6 +35,7 @@ class Scenario:
     outcome: str  # the phase a round ends in
     analysis: str = ""  # a background analysis: "healthy", "failing" (see analysis_bench)
     abort_reason: str = ""  # the reason a Degraded round's abort must give
+    post_promotion: str = ""  # a postPromotionAnalysis (finite): "healthy", "failing"
 
 
 def _w(weight: int) -> Body:
@@ -43,6 +44,12 @@ def _w(weight: int) -> Body:
 
 HOLD: Body = {"pause": {}}
 TIMED: Body = {"pause": {"duration": 2}}
+
+
+def _analysis(kind: str) -> Body:
+    """A step analysis: it must end, so its template takes a finite count."""
+    return {"analysis": {"templates": [{"templateName": finite_template_name(kind)}]}}
+
 
 # Any 6 consecutive Rollouts cover replica mode, both routers, a healthy and a failing
 # analysis, promote, promote-full, abort and promote-then-abort; 10 add the rest.
@@ -110,6 +117,45 @@ SCENARIOS = [
     ),
 ]
 
+# Step and post-promotion analyses (tests/chaos/test_analysis_kills.py); a failed
+# post-promotion analysis switches back to the previous version: the engine records it as
+# an abort of the promoted revision (Degraded, AnalysisFailed).
+ANALYSIS_SCENARIOS = [
+    Scenario(
+        "replica-step-analysis",
+        "",
+        [_w(25), _analysis("healthy"), _w(50), HOLD],
+        {3: "promote"},
+        "Healthy",
+    ),
+    Scenario(
+        "istio-step-analysis-fails",
+        "istio",
+        # TIMED, not HOLD, after it: a step reached wrongly ends Healthy, a wrong outcome.
+        [_w(25), _analysis("failing"), _w(50), TIMED],
+        {},
+        "Degraded",
+        abort_reason="AnalysisFailed",
+    ),
+    Scenario(
+        "gateway-post-promotion",
+        "gateway",
+        [_w(25), TIMED, _w(50), TIMED],
+        {},
+        "Healthy",
+        post_promotion="healthy",
+    ),
+    Scenario(
+        "replica-post-promotion-fails",
+        "",
+        [_w(25), TIMED, _w(50), TIMED],
+        {},
+        "Degraded",
+        abort_reason="AnalysisFailed",
+        post_promotion="failing",
+    ),
+]
+
 CASES = {"istio": ISTIO, "gateway": GATEWAY}
 
 
@@ -118,10 +164,19 @@ def mix(scenarios: list[Scenario]) -> str:
     count = Counter(
         [s.router or "replica" for s in scenarios]
         + [f"analysis {s.analysis}" for s in scenarios if s.analysis]
+        + [f"step analysis {_step_kind(s)}" for s in scenarios if _step_kind(s)]
+        + [f"post-promotion {s.post_promotion}" for s in scenarios if s.post_promotion]
         + [a for s in scenarios for a in s.actions.values()]
         + ["timed pause" for s in scenarios if TIMED in s.steps]
     )
     return ", ".join(f"{k} x{n}" for k, n in sorted(count.items()))
+
+
+def _step_kind(s: Scenario) -> str:
+    names = [
+        t["templateName"] for st in s.steps for t in st.get("analysis", {}).get("templates", [])
+    ]
+    return ", ".join(n.removeprefix("breakers-").removesuffix("-finite") for n in names)
 
 
 def _renamed(body: Body, name: str) -> Body:
@@ -135,6 +190,9 @@ def manifests(name: str, scenario: Scenario, replicas: int) -> list[Body]:
     canary = body["spec"]["strategy"]["canary"]
     if scenario.analysis:
         canary["analysis"] = {"templates": [{"templateName": template_name(scenario.analysis)}]}
+    if scenario.post_promotion:
+        ref = {"templateName": finite_template_name(scenario.post_promotion)}
+        canary["postPromotionAnalysis"] = {"templates": [ref]}
     if not scenario.router:
         canary.pop("trafficRouting")
         return [body]

@@ -77,6 +77,8 @@ def steps(history: list[Seen], name: str) -> tuple[list[str], Counter[int]]:
                         bad.append(f"{where}: untimed pause {index} passed without a promote")
                 for index in range(first + (1 if consumed else 0), idx + 1):
                     reached[index] += 1
+        elif _reverted(prev, st):
+            pass  # a failed post-promotion analysis: the promoted revision back as aborted
         elif rev and rev != prev_rev and idx not in (0, None):
             # A new canary whose first steps held at once (its pods were Ready by then).
             for index in range(idx):
@@ -97,6 +99,17 @@ def steps(history: list[Seen], name: str) -> tuple[list[str], Counter[int]]:
                 reached[index] += 1
         prev = st
     return bad, reached
+
+
+def _reverted(prev: Body, st: Body) -> bool:
+    """The write that switches a promoted revision back (its post-promotion analysis
+    failed): it is the canary again, aborted, past its last step; not a new canary."""
+    return bool(
+        prev.get("postPromotionRun")
+        and not prev.get("canaryRevision")
+        and st.get("abort")
+        and st.get("canaryRevision") == prev.get("stableRevision")
+    )
 
 
 def _holds(steps_of: list[Body], index: int) -> bool:
@@ -182,7 +195,8 @@ def traffic(history: list[Seen], name: str, replicas: int, router: Router | None
       (replica mode: the root Service's selector; a router: its weights);
     - Ready capacity behind the traffic (the slots that take it) is at least `replicas`
       once the Rollout was first Healthy, except right after an abort (traffic moves back
-      to the stable at once, which then refills)."""
+      to the stable at once, which then refills), a failed post-promotion analysis's
+      switch back to the previous version included."""
     wanted = {
         ("Rollout", name),
         ("Deployment", f"{name}-a"),
@@ -233,8 +247,14 @@ def traffic(history: list[Seen], name: str, replicas: int, router: Router | None
             if _ready(dep, observed.get(f"{name}-{slot}"), new_only=True) < 1:
                 bad.append(f"{where}: traffic to {name}-{slot} with no Ready pod")
         capacity = sum(_ready(state.get(("Deployment", f"{name}-{s}"))) for s in taking)
-        current = state.get(("Rollout", name)) or {}
-        revision = str((current.get("status") or {}).get("canaryRevision") or "")
+        current = dict((state.get(("Rollout", name)) or {}).get("status") or {})
+        revision = str(current.get("canaryRevision") or "")
+        baked = str(current.get("stableRevision") or "")
+        if not revision and current.get("postPromotionRun") and baked in aborted:
+            # A failed post-promotion analysis is an abort of the promoted revision: traffic
+            # back to the warm previous (it kept only the pods it ran) before the status
+            # says so; only traffic off the baked slot is excused.
+            revision = baked if taking != [current.get("stableSlot")] else ""
         whole = capacity >= replicas and not any(f"{name}-{s}" in shrinking for s in taking)
         if revision in aborted and whole and seen.rv > aborted[revision]:
             refilled.add(revision)
@@ -311,6 +331,20 @@ def _round_ends(history: list[Seen], name: str) -> list[tuple[int, str]]:
     return ends
 
 
+def _bake_ends(history: list[Seen], name: str) -> list[tuple[int, str]]:
+    """(resourceVersion, revision) of each version that ended a post-promotion analysis
+    (passed, reverted, or a new canary started): a postPromotion run's round ends there,
+    after the promotion that started it."""
+    ends: list[tuple[int, str]] = []
+    prev: Body = {}
+    for seen in _versions(history, "Rollout", name):
+        st = _status(seen)
+        if prev.get("postPromotionRun") and not st.get("postPromotionRun"):
+            ends.append((seen.rv, str(prev.get("stableRevision") or "")))
+        prev = st
+    return ends
+
+
 def analysis_runs(history: list[Seen], name: str) -> list[str]:
     """No AnalysisRun of the Rollout orphaned or duplicated:
     - each run is owned by the Rollout (its uid), which still exists while the run does;
@@ -319,12 +353,13 @@ def analysis_runs(history: list[Seen], name: str) -> list[str]:
     - a run is never started after its round ended, and a run of a round that ended is
       terminal (not Pending/Running/Holding) by the time the next round ends, and at the
       end of the history. (It cannot be at the very write that ends the round: the run's
-      verdict is the operator's next write, on the run.)"""
+      verdict is the operator's next write, on the run.) A post-promotion run's round
+      ends with its analysis, not with the promotion."""
     bad: list[str] = []
     rollouts = _versions(history, "Rollout", name)
     uids = {str(s.body["metadata"].get("uid")) for s in rollouts if s.body["metadata"].get("uid")}
     deleted = next((s.rv for s in rollouts if s.type == "DELETED"), None)
-    ends = _round_ends(history, name)
+    ends, bakes = _round_ends(history, name), _bake_ends(history, name)
     runs: dict[str, list[Seen]] = {}  # uid -> its versions
     for seen in history:
         labels = seen.body["metadata"].get("labels") or {}
@@ -345,6 +380,8 @@ def analysis_runs(history: list[Seen], name: str) -> list[str]:
         if deleted is not None and not (gone and last.rv >= deleted):
             bad.append(f"AnalysisRun {run}: outlived Rollout {name} (deleted at {deleted})")
         mine = [rv for rv, rev in ends if rev == revision]
+        if kind == "postPromotion":  # its analysis ends its round (or the abort, at once)
+            mine = [rv for rv, rev in bakes if rev == revision] or mine
         if mine and first.rv > mine[0]:
             bad.append(f"AnalysisRun {run}: started at {first.rv}, its round over at {mine[0]}")
         if not mine or gone:
@@ -363,3 +400,170 @@ def analysis_runs(history: list[Seen], name: str) -> list[str]:
         if len(found) > 1:
             bad.append(f"Rollout {name}: {len(found)} AnalysisRuns for {key}: {found}")
     return bad
+
+
+def _run_key(seen: Seen) -> tuple[str, str, Any]:
+    """(revision, attempt, step) of an AnalysisRun version; its name carries the attempt."""
+    spec = seen.body.get("spec") or {}
+    attempt = seen.name.rsplit("-", 2)[-2] if seen.name.count("-") >= 2 else ""
+    return str(spec.get("revision")), attempt, spec.get("step")
+
+
+def _is_run_of(seen: Seen, name: str) -> bool:
+    labels = seen.body["metadata"].get("labels") or {}
+    return seen.kind == "AnalysisRun" and labels.get("sluice.dev/rollout") == name
+
+
+def step_analyses(history: list[Seen], name: str) -> list[str]:
+    """A step after a step analysis is reached only once that analysis succeeded: the
+    first Rollout version past analysis step k of a canary (revision, attempt), at a later
+    step or promoted, comes after a Successful step-k run of that revision and attempt (a
+    run stopped by `terminate` ends Successful too: that is no verdict), unless a promote
+    action passed the step."""
+    passed: set[tuple[str, str, Any]] = set()  # runs that succeeded so far
+    crossed: set[tuple[str, str, int]] = set()
+    bad: list[str] = []
+    prev: Body = {}
+    for seen in history:
+        if _is_run_of(seen, name):
+            spec = seen.body.get("spec") or {}
+            verdict = _status(seen).get("phase") == "Successful" and not spec.get("terminate")
+            if spec.get("kind") == "step" and verdict:
+                passed.add(_run_key(seen))
+            continue
+        if seen.kind != "Rollout" or seen.name != name or seen.type == "DELETED":
+            continue
+        st = _status(seen)
+        steps_of = seen.body["spec"]["strategy"]["canary"]["steps"]
+        analysed = [i for i, step in enumerate(steps_of) if "analysis" in step]
+        rev, idx = str(st.get("canaryRevision") or ""), st.get("currentStepIndex")
+        attempt = str(st.get("attempt", 0))  # a promotion keeps the attempt
+        if (
+            not rev
+            and prev.get("canaryRevision")
+            and st.get("stableRevision") == prev.get("canaryRevision")
+        ):
+            rev, idx = str(prev["canaryRevision"]), len(steps_of)  # promoted: past them all
+        if rev and idx is not None and not st.get("abort"):
+            promoted_by_hand = st.get("consumedAction") != prev.get("consumedAction") and str(
+                st.get("consumedAction")
+            ).startswith("promote")
+            for k in analysed:
+                if idx <= k or (rev, attempt, k) in crossed:
+                    continue
+                crossed.add((rev, attempt, k))
+                if (rev, attempt, k) not in passed and not promoted_by_hand:
+                    bad.append(
+                        f"Rollout {name} at resourceVersion {seen.rv}: canary {rev} (attempt "
+                        f"{attempt}) past analysis step {k} without its run succeeding"
+                    )
+        prev = st
+    return bad
+
+
+def post_promotion(history: list[Seen], name: str, router: Router | None) -> list[str]:
+    """Post-promotion analysis, for a Rollout that has one:
+    - each promotion has exactly one postPromotion run of its revision, made by the
+      decision that promoted: created before that decision's status write (its actions
+      come first) but never before the status that decision read was written. A canary
+      whose status went straight from its last step to aborted may have one (promoted and
+      reverted within one decision, after a kill or a verdict quicker than the status
+      write); no other canary has any;
+    - a failed run switches back to the previous version before the next canary starts
+      (or by the end of the history): the Rollout's stable is the previous revision in its
+      slot, the traffic (root Service selector, or the router's weights through the
+      stable and canary Services) on that slot alone, whose Deployment is of the previous
+      revision; and it stays there until then."""
+    bad: list[str] = []
+    rollouts = [s for s in _versions(history, "Rollout", name) if s.type != "DELETED"]
+    # revision -> (rv its last status before the promotion was first written, promotion
+    # rv, previous revision, its slot, promoted in status rather than reverted at once)
+    rounds: dict[str, tuple[int, int, str, str, bool]] = {}
+    prev: Body = {}
+    prev_since = 0
+    for seen in rollouts:
+        st = _status(seen)
+        since = seen.rv if st != prev else prev_since
+        was = str(prev.get("canaryRevision") or "")
+        canary = seen.body["spec"]["strategy"]["canary"]
+        promoted = not st.get("canaryRevision") and st.get("stableRevision") == was
+        at_once = (
+            st.get("canaryRevision") == was
+            and st.get("abort")
+            and not prev.get("abort")
+            and st.get("currentStepIndex") == len(canary["steps"])
+        )
+        if canary.get("postPromotionAnalysis") and was and (promoted or at_once):
+            before = (str(prev.get("stableRevision")), str(prev.get("stableSlot")))
+            rounds[was] = (prev_since, seen.rv, *before, promoted)
+        prev, prev_since = st, since
+    runs: dict[str, dict[str, list[Seen]]] = {}  # revision -> run uid -> versions
+    for seen in history:
+        if _is_run_of(seen, name) and (seen.body.get("spec") or {}).get("kind") == "postPromotion":
+            revision = _run_key(seen)[0]
+            uid = str(seen.body["metadata"].get("uid"))
+            runs.setdefault(revision, {}).setdefault(uid, []).append(seen)
+    for revision in runs:
+        if revision not in rounds:
+            bad.append(f"Rollout {name}: post-promotion run of {revision}, never promoted")
+    for revision, (read, rv, previous, slot, promoted) in rounds.items():
+        found = runs.get(revision, {})
+        if len(found) > 1 or (promoted and not found):
+            bad.append(f"Rollout {name}: {len(found)} post-promotion runs for {revision}")
+        for versions in found.values():
+            if versions[0].rv < read:
+                bad.append(
+                    f"AnalysisRun {versions[0].name}: created at {versions[0].rv}, before the "
+                    f"status ({read}) the decision that promoted at {rv} read"
+                )
+            failed = next((v.rv for v in versions if _status(v).get("phase") == "Failed"), None)
+            if failed is not None:
+                bad += _switched_back(history, name, router, revision, failed, previous, slot)
+    return bad
+
+
+def _switched_back(
+    history: list[Seen],
+    name: str,
+    router: Router | None,
+    revision: str,
+    failed: int,
+    previous: str,
+    slot: str,
+) -> list[str]:
+    """After `revision`'s post-promotion run failed (at `failed`): back on `previous`."""
+    wanted = {("Rollout", name), ("Service", name), ("Service", f"{name}-stable")}
+    wanted |= {("Service", f"{name}-canary"), ("Deployment", f"{name}-{slot}")}
+    if router is not None:
+        wanted.add((router.kind, router.name))
+    state: dict[tuple[str, str], Body | None] = {}
+    back_at: int | None = None
+    for seen in history:
+        if (seen.kind, seen.name) not in wanted:
+            continue
+        state[(seen.kind, seen.name)] = None if seen.type == "DELETED" else seen.body
+        st = dict((state.get(("Rollout", name)) or {}).get("status") or {})
+        if seen.rv > failed and st.get("canaryRevision") not in ("", None, revision):
+            break  # the next canary started: the window is over
+        if seen.rv <= failed:
+            continue
+        dep = state.get(("Deployment", f"{name}-{slot}")) or {}
+        on_previous = (
+            st.get("stableRevision") == previous
+            and st.get("stableSlot") == slot
+            and _taking(state, name, router) == [slot]
+            and (dep.get("metadata", {}).get("labels") or {}).get("sluice.dev/revision") == previous
+        )
+        if on_previous and back_at is None:
+            back_at = seen.rv
+        elif back_at is not None and not on_previous:
+            return [
+                f"{seen.kind} {seen.name} resourceVersion {seen.rv}: traffic left previous "
+                f"{previous} (slot {slot}) after {revision}'s post-promotion analysis failed"
+            ]
+    if back_at is None:
+        return [
+            f"Rollout {name}: post-promotion run of {revision} failed at {failed}, traffic "
+            f"never back on previous {previous} (slot {slot})"
+        ]
+    return []

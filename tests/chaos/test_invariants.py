@@ -12,6 +12,8 @@ from tests.chaos.invariants import (
     action_events,
     actions,
     analysis_runs,
+    post_promotion,
+    step_analyses,
     step_events,
     steps,
     traffic,
@@ -22,9 +24,10 @@ STEPS = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {"durati
 
 
 class History:
-    def __init__(self) -> None:
+    def __init__(self, canary: dict[str, Any] | None = None) -> None:
         self.rv = 0
         self.seen: list[Seen] = []
+        self.canary = canary or {"steps": STEPS}
 
     def add(self, kind: str, name: str, body: dict[str, Any], type_: str = "MODIFIED") -> None:
         self.rv += 1
@@ -32,8 +35,9 @@ class History:
         self.seen.append(Seen(0.0, self.rv, type_, kind, name, body))
 
     def rollout(self, **status: Any) -> None:
-        spec = {"strategy": {"canary": {"steps": STEPS}}}
-        self.add("Rollout", "web", {"spec": spec, "status": status})
+        spec = {"strategy": {"canary": self.canary}}
+        meta = {"uid": "u1"}  # the owner of the runs (OWNER)
+        self.add("Rollout", "web", {"metadata": meta, "spec": spec, "status": status})
 
     def deployment(self, slot: str, replicas: int, ready: int) -> None:
         status = {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas}
@@ -306,3 +310,258 @@ def test_an_abort_dip_waits_for_a_scale_down_still_under_way() -> None:
     h.deployment("a", 4, 4)
     h.deployment("a", 4, 3)  # whole again after the shrink was done: a dip now is named
     assert len(traffic(h.seen, "web", 4, None)) == 1
+
+
+ANALYSED = [{"setWeight": 25}, {"analysis": {"templates": []}}, {"setWeight": 50}, {"pause": {}}]
+
+
+def step_run(h: History, phase: str, uid: str = "s1", revision: str = "c2", **spec: Any) -> None:
+    """A step analysis run of step 1, attempt 0."""
+    body = {
+        "metadata": {"uid": uid, "labels": {"sluice.dev/rollout": "web"}, "ownerReferences": OWNER},
+        "spec": {"kind": "step", "step": 1, "revision": revision, **spec},
+        "status": {"phase": phase},
+    }
+    h.add("AnalysisRun", f"web-{revision}-0-step1", body)
+
+
+def step_analysed() -> History:
+    h = History({"steps": ANALYSED})
+    h.rollout(phase="Healthy", stableRevision="c1")
+    canary(h, 0)
+    canary(h, 1)
+    step_run(h, "Running")
+    return h
+
+
+def test_a_step_passed_only_after_its_analysis_succeeded_is_clean() -> None:
+    h = step_analysed()
+    step_run(h, "Successful")
+    canary(h, 2)
+    canary(h, 3)
+    canary(h, 4, consumedAction="promote")
+    h.rollout(phase="Healthy", stableRevision="c2")
+    assert step_analyses(h.seen, "web") == []
+    assert analysis_runs(h.seen, "web") == []
+
+
+def test_a_step_past_a_failed_stopped_or_missing_step_analysis_is_named() -> None:
+    failed = step_analysed()
+    step_run(failed, "Failed")
+    canary(failed, 2)  # went on after the analysis failed
+    bad = step_analyses(failed.seen, "web")
+    assert len(bad) == 1 and "past analysis step 1 without its run succeeding" in bad[0], bad
+
+    stopped = step_analysed()
+    step_run(stopped, "Successful", terminate=True)  # stopped by the operator: no verdict
+    canary(stopped, 2)
+    assert step_analyses(stopped.seen, "web")
+
+    other = step_analysed()
+    step_run(other, "Successful", uid="s2", revision="c9")  # another canary's run
+    canary(other, 2)
+    assert step_analyses(other.seen, "web")
+
+    promoted = step_analysed()  # promoted in one write from the analysis step
+    promoted.rollout(phase="Healthy", stableRevision="c2")
+    assert step_analyses(promoted.seen, "web")
+
+    aborted = step_analysed()
+    step_run(aborted, "Failed")
+    canary(aborted, 1, abort={"reason": "AnalysisFailed"})
+    assert step_analyses(aborted.seen, "web") == []
+
+    by_hand = step_analysed()  # a human's promote passes the step: that is no fault
+    canary(by_hand, 2, consumedAction="promote")
+    assert step_analyses(by_hand.seen, "web") == []
+
+
+POST = {"steps": STEPS, "postPromotionAnalysis": {"templates": []}}
+
+
+def post_run(h: History, phase: str, uid: str = "p1", revision: str = "c2") -> None:
+    body = {
+        "metadata": {"uid": uid, "labels": {"sluice.dev/rollout": "web"}, "ownerReferences": OWNER},
+        "spec": {"kind": "postPromotion", "revision": revision},
+        "status": {"phase": phase},
+    }
+    h.add("AnalysisRun", f"web-{revision}-0-post", body)
+
+
+def labelled(h: History, slot: str, revision: str) -> None:
+    h.deployment(slot, 4, 4)
+    h.seen[-1].body["metadata"]["labels"] = {"sluice.dev/revision": revision}
+
+
+def baked() -> History:
+    """c1 stable in slot a, c2 promoted into slot b, its post-promotion run started."""
+    h = History(POST)
+    labelled(h, "a", "c1")
+    labelled(h, "b", "c2")
+    h.root("a")
+    h.rollout(phase="Healthy", stableRevision="c1", stableSlot="a")
+    h.rollout(phase="Progressing", canaryRevision="c2", stableRevision="c1", stableSlot="a")
+    h.root("b")
+    h.rollout(
+        phase="Progressing", stableRevision="c2", stableSlot="b", postPromotionRun="web-c2-0-post"
+    )
+    post_run(h, "Running")
+    return h
+
+
+def revert(h: History) -> None:
+    h.rollout(
+        phase="Degraded",
+        canaryRevision="c2",
+        stableRevision="c1",
+        stableSlot="a",
+        currentStepIndex=4,
+        abort={"reason": "AnalysisFailed"},
+    )
+
+
+def test_a_passed_post_promotion_run_once_per_round_is_clean() -> None:
+    h = baked()
+    post_run(h, "Successful")
+    h.rollout(phase="Healthy", stableRevision="c2", stableSlot="b")
+    assert post_promotion(h.seen, "web", None) == []
+    assert analysis_runs(h.seen, "web") == []  # started after the promotion: its round's
+
+
+def test_a_missing_duplicated_early_or_stray_post_promotion_run_is_named() -> None:
+    h = baked()
+    post_run(h, "Running", uid="p2")  # a second object for the same round
+    bad = post_promotion(h.seen, "web", None)
+    assert len(bad) == 1 and "2 post-promotion runs for c2" in bad[0], bad
+
+    missing = baked()
+    missing.seen = [s for s in missing.seen if s.kind != "AnalysisRun"]
+    assert "0 post-promotion runs for c2" in post_promotion(missing.seen, "web", None)[0]
+
+    early = History(POST)
+    early.rollout(phase="Healthy", stableRevision="c1", stableSlot="a")
+    canary(early, 2, stableSlot="a")
+    post_run(early, "Running")  # while the canary was still at step 2
+    assert post_promotion(early.seen, "web", None) == [
+        "Rollout web: post-promotion run of c2, never promoted"
+    ]
+    canary(early, 4, stableSlot="a")
+    early.rollout(phase="Progressing", stableRevision="c2", stableSlot="b", postPromotionRun="x")
+    bad = post_promotion(early.seen, "web", None)
+    assert len(bad) == 1 and "before the status" in bad[0], bad
+
+    decided = History(POST)  # the decision that promotes creates the run, then writes
+    decided.rollout(phase="Healthy", stableRevision="c1", stableSlot="a")
+    canary(decided, 4, stableSlot="a")
+    post_run(decided, "Running")
+    decided.rollout(phase="Progressing", stableRevision="c2", stableSlot="b", postPromotionRun="x")
+    assert post_promotion(decided.seen, "web", None) == []
+
+    late = baked()
+    post_run(late, "Successful")
+    late.rollout(phase="Healthy", stableRevision="c2", stableSlot="b")
+    post_run(late, "Running", uid="p3")  # after its analysis ended
+    bad = analysis_runs(late.seen, "web")
+    assert any("its round over at" in b for b in bad), bad
+
+
+def test_a_failed_post_promotion_run_must_switch_back_to_the_previous_version() -> None:
+    h = baked()
+    post_run(h, "Failed")
+    revert(h)
+    h.root("a")  # traffic back on c1's slot
+    assert post_promotion(h.seen, "web", None) == []
+    assert steps(h.seen, "web")[0] == []  # the revert is no new canary past its pause
+    assert analysis_runs(h.seen, "web") == []
+
+    stuck = baked()
+    post_run(stuck, "Failed")
+    revert(stuck)  # the status says reverted, the Service still selects c2's slot
+    bad = post_promotion(stuck.seen, "web", None)
+    assert len(bad) == 1 and "never back on previous c1 (slot a)" in bad[0], bad
+
+    relabelled = baked()
+    post_run(relabelled, "Failed")
+    revert(relabelled)
+    relabelled.root("a")
+    labelled(relabelled, "a", "c2")  # slot a's Deployment no longer the previous version
+    bad = post_promotion(relabelled.seen, "web", None)
+    assert len(bad) == 1 and "traffic left previous c1" in bad[0], bad
+
+    flapped = baked()
+    post_run(flapped, "Failed")
+    revert(flapped)
+    flapped.root("a")
+    flapped.root("b")  # back to the failed version before any next canary
+    bad = post_promotion(flapped.seen, "web", None)
+    assert len(bad) == 1 and "traffic left previous c1" in bad[0], bad
+    flapped.rollout(phase="Progressing", canaryRevision="c3", stableRevision="c1")
+    assert len(post_promotion(flapped.seen, "web", None)) == 1
+
+
+def at_once() -> History:
+    """c2 at its last step, its post-promotion run created and failed before any status
+    write said promoted."""
+    h = History(POST)
+    labelled(h, "a", "c1")
+    labelled(h, "b", "c2")
+    h.root("a")
+    h.rollout(phase="Healthy", stableRevision="c1", stableSlot="a")
+    canary(h, 4, stableSlot="a")
+    post_run(h, "Running")
+    post_run(h, "Failed")
+    return h
+
+
+def test_a_promotion_reverted_in_the_same_write_still_switches_back() -> None:
+    """Seen in the kill run: the run failed before the promoting status write (or a killed
+    operator's successor decided again), so the status went from the last step to the
+    revert in one write."""
+    h = at_once()
+    revert(h)
+    h.root("a")
+    assert post_promotion(h.seen, "web", None) == []
+    assert analysis_runs(h.seen, "web") == []  # its round ends with the revert
+
+    flapped = at_once()
+    revert(flapped)
+    flapped.root(None)  # back on c1 (it never left), then on both slots
+    bad = post_promotion(flapped.seen, "web", None)
+    assert len(bad) == 1 and "traffic left previous c1" in bad[0], bad
+
+    stuck = at_once()
+    stuck.root("b")  # the new version took the traffic instead
+    revert(stuck)
+    bad = post_promotion(stuck.seen, "web", None)
+    assert len(bad) == 1 and "never back on previous c1" in bad[0], bad
+
+    aborted = History(POST)  # aborted at an earlier step: no post-promotion run at all
+    aborted.rollout(phase="Healthy", stableRevision="c1", stableSlot="a")
+    canary(aborted, 2, stableSlot="a")
+    post_run(aborted, "Running")
+    canary(aborted, 2, stableSlot="a", abort={"reason": "UserAbort"})
+    assert post_promotion(aborted.seen, "web", None) == [
+        "Rollout web: post-promotion run of c2, never promoted"
+    ]
+
+
+def test_the_switch_back_to_a_smaller_warm_previous_may_dip_only_off_the_baked_slot() -> None:
+    """The previous version kept the pods it ran (2 at the last step's 50 %): traffic goes
+    back to it at once, before the status says reverted; it then refills, like an abort."""
+    h = baked()
+    h.deployment("a", 4, 2)
+    h.seen[-1].body["metadata"]["labels"] = {"sluice.dev/revision": "c1"}
+    post_run(h, "Failed")
+    h.root("a")  # 2 Ready behind the traffic: the abort's dip
+    revert(h)
+    labelled(h, "a", "c1")  # whole again
+    assert traffic(h.seen, "web", 4, None) == []
+    assert post_promotion(h.seen, "web", None) == []
+
+    own = baked()
+    own.deployment("b", 4, 2)  # the baked version itself lost pods while it served
+    post_run(own, "Failed")
+    own.root("a")
+    revert(own)
+    bad = traffic(own.seen, "web", 4, None)
+    assert len(bad) == 1 and "Ready capacity 2 < 4 (slots ['b'])" in bad[0], bad

@@ -145,7 +145,8 @@ class Controller:
         self.checked: dict[tuple[str, str, str], str] = {}
         self.last_error: dict[Key, str] = {}
         self.adopted: set[Key] = set()  # children looked for once (shard.adopt_children)
-        self.on_run_created: Callable[[Body], None] | None = None  # the analysis executor
+        # The analysis executor: a run it should measure (created, or its Rollout just cached)
+        self.on_run_created: Callable[[Body], None] | None = None
         self.on_event: Callable[[Body, Any, datetime], None] | None = None  # notify, metrics
         self.tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -181,9 +182,23 @@ class Controller:
             for other in self._claim(key, set()):
                 self.queue.add(other)  # the route it held is free now
             M.forget_rollout(*key)
-        elif self.cache.put_rollout(body):
-            self.queue.add(key)
+        else:
+            first = key not in self.cache.rollouts
+            if self.cache.put_rollout(body):
+                self.queue.add(key)
+            if first:
+                self._runs_to_executor(key)
         M.ROLLOUTS.set(len(self.cache.rollouts))
+
+    def _runs_to_executor(self, key: Key) -> None:
+        """The executor measures a run only once its Rollout is cached; after a restart the
+        runs' watch may deliver a Running run before the Rollouts' watch delivers its owner,
+        and nothing else would hand it over again (the Rollout then waited on it forever)."""
+        if self.on_run_created is None:
+            return
+        for name, body in sorted(self.cache.children.get(key, {}).items()):
+            if name.startswith("AnalysisRun/"):
+                self.on_run_created(body)
 
     def child_event(self, kind: str | None, body: Body) -> None:
         key = self.cache.put_child(body, deleted=kind == "DELETED")
