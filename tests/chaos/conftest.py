@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import random
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -95,3 +99,51 @@ def lost_events(fleet: Fleet) -> dict[str, int]:
             if missing > 0:
                 lost[reason] = lost.get(reason, 0) + missing
     return lost
+
+
+@dataclass
+class KillRun:
+    killed: list[float] = field(default_factory=list)  # monotonic time of each SIGKILL
+    problems: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+    settle: float = 0.0  # the last rounds' runs live this long after the rounds ended
+
+
+def run_with_kills(
+    op: Operator,
+    fleet: Fleet,
+    recorder: ChaosRecorder,
+    tmp_path: Path,
+    kills: int,
+    rng: random.Random,
+) -> KillRun:
+    """Drive the fleet round after round while the operator is SIGKILLed `kills` times at
+    random moments and restarted right away (it must resume from .status, the children and
+    the runs). Each restart waits for /readyz (up to 30 s) after a sleep of at most 4 s; the
+    rounds in flight then have 180 s to end."""
+    done = threading.Event()
+    result = KillRun()
+
+    def killer() -> None:
+        try:
+            for _ in range(kills):
+                time.sleep(rng.uniform(0.5, 4.0))
+                op.kill()
+                result.killed.append(time.monotonic())
+                op.start()
+        except BaseException as exc:  # reported by the test thread
+            result.problems.append(f"restart failed: {exc}")
+        finally:
+            done.set()
+
+    started = time.monotonic()
+    threading.Thread(target=killer, daemon=True).start()
+    try:
+        fleet.run(until=done.is_set, timeout=120 + 40 * kills, finish=180)
+        result.settle = fleet.runs_settled(timeout=30)  # the last rounds' runs get a verdict
+    finally:
+        done.wait(timeout=60)
+        fleet.close()
+        recorder.dump(tmp_path / "history.jsonl")  # for a post-mortem, pass or fail
+    result.elapsed = time.monotonic() - started
+    return result

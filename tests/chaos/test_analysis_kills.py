@@ -17,15 +17,13 @@ SLUICE_CHAOS_ANALYSIS_KILLS (N, default 10), SLUICE_CHAOS_ANALYSIS_ROLLOUTS (M, 
 from __future__ import annotations
 
 import random
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.chaos.analysis_bench import AnalysisBench
-from tests.chaos.conftest import env_int, lost_events, violations
+from tests.chaos.conftest import env_int, lost_events, run_with_kills, violations
 from tests.chaos.fleet import ANALYSIS_SCENARIOS, Fleet, mix
 from tests.chaos.invariants import LIVE_RUN
 from tests.chaos.recording import ChaosRecorder
@@ -73,34 +71,9 @@ def test_operator_killed_across_step_and_post_promotion_analyses_loses_nothing(
     fleet.create(bench.templates())
     fleet.wait_healthy()
 
-    done = threading.Event()
-    problems: list[str] = []
-    killed: list[float] = []
-
-    def killer() -> None:
-        try:
-            for _ in range(kills):
-                time.sleep(rng.uniform(0.5, 4.0))
-                op.kill()
-                killed.append(time.monotonic())
-                op.start()  # right away: it must resume from .status, the children, the runs
-        except BaseException as exc:  # reported by the test thread
-            problems.append(f"restart failed: {exc}")
-        finally:
-            done.set()
-
-    started = time.monotonic()
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    try:
-        fleet.run(until=done.is_set, timeout=120 + 40 * kills, finish=180)
-        settle = fleet.runs_settled(timeout=30)
-    finally:
-        done.wait(timeout=60)
-        fleet.close()
-        recorder.dump(tmp_path / "history.jsonl")  # for a post-mortem, pass or fail
-    elapsed = time.monotonic() - started
-    assert not problems, problems
+    run = run_with_kills(op, fleet, recorder, tmp_path, kills, rng)
+    killed, elapsed, settle = run.killed, run.elapsed, run.settle
+    assert not run.problems, run.problems
     assert len(killed) == kills
 
     rounds = sum(m.round for m in fleet.members)

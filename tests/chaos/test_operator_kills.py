@@ -17,14 +17,12 @@ SLUICE_CHAOS_SEED (default 1) make a longer run.
 from __future__ import annotations
 
 import random
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.chaos.analysis_bench import AnalysisBench
-from tests.chaos.conftest import env_int, lost_events, violations
+from tests.chaos.conftest import env_int, lost_events, run_with_kills, violations
 from tests.chaos.fleet import SCENARIOS, Fleet, mix
 from tests.chaos.recording import ChaosRecorder
 from tests.e2e.conftest import Cluster, Operator
@@ -54,36 +52,9 @@ def test_operator_killed_n_times_across_concurrent_rollouts_loses_nothing(
     fleet.create(bench.templates() if bench else [])
     fleet.wait_healthy()
 
-    done = threading.Event()
-    problems: list[str] = []
-    killed: list[float] = []
-
-    def killer() -> None:
-        try:
-            for _ in range(kills):
-                time.sleep(rng.uniform(0.5, 4.0))
-                op.kill()
-                killed.append(time.monotonic())
-                op.start()  # right away: it must resume from .status and the children
-        except BaseException as exc:  # reported by the test thread
-            problems.append(f"restart failed: {exc}")
-        finally:
-            done.set()
-
-    started = time.monotonic()
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    try:
-        # Each restart waits for /readyz (up to 30 s) after a sleep of at most 4 s; the
-        # rounds in flight then have 180 s to end.
-        fleet.run(until=done.is_set, timeout=120 + 40 * kills, finish=180)
-        settle = fleet.runs_settled(timeout=30)  # the last rounds' runs get their verdict
-    finally:
-        done.wait(timeout=60)
-        fleet.close()
-        recorder.dump(tmp_path / "history.jsonl")  # for a post-mortem, pass or fail
-    elapsed = time.monotonic() - started
-    assert not problems, problems
+    run = run_with_kills(op, fleet, recorder, tmp_path, kills, rng)
+    killed, elapsed, settle = run.killed, run.elapsed, run.settle
+    assert not run.problems, run.problems
     assert len(killed) == kills
 
     rounds = sum(m.round for m in fleet.members)
